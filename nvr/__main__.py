@@ -1,0 +1,3 @@
+from nvr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""CPU backend: ONNX Runtime running any SCRFD ONNX export (fixed or dynamic input, any output names)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from nvr.errors import InputFileError, ModelError
+from nvr.tensors import RawOutput
+
+# SCRFD's normalisation (the Model Zoo puts the same numbers inside the HEF).
+INPUT_MEAN = 127.5
+INPUT_STD = 128.0
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        input_width: int = 640,
+        input_height: int = 640,
+        threads: int | None = None,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such model file")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # ONNX Runtime's warnings are not actionable for users
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
+            raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelError(f"{path}: expected one NCHW image input, found {[(i.name, i.shape) for i in inputs]}")
+        model_input = inputs[0]
+        _, channels, fixed_h, fixed_w = model_input.shape
+        if channels not in (3, None) and not isinstance(channels, str):
+            raise ModelError(f"{path}: input {model_input.name!r} has {channels} channels, expected 3")
+        # A fixed-size export dictates the input size; a dynamic one takes what the user asked for.
+        self.input_width = fixed_w if isinstance(fixed_w, int) else input_width
+        self.input_height = fixed_h if isinstance(fixed_h, int) else input_height
+        self._input_name = model_input.name
+        self._output_names = [o.name for o in self._session.get_outputs()]
+        self._tensor = np.empty((1, 3, self.input_height, self.input_width), np.float32)
+        self.path = path
+
+    def infer(self, model_input: npt.NDArray[np.uint8]) -> list[RawOutput]:
+        if model_input.shape != (self.input_height, self.input_width, 3):
+            raise ValueError(
+                f"model input must be {self.input_height}x{self.input_width}x3, got {model_input.shape}"
+            )
+        # HWC uint8 -> normalised NCHW float32, written into the one preallocated tensor.
+        chw = model_input.transpose(2, 0, 1)
+        np.subtract(chw, np.float32(INPUT_MEAN), out=self._tensor[0], dtype=np.float32)
+        self._tensor *= np.float32(1.0 / INPUT_STD)
+        results = self._session.run(self._output_names, {self._input_name: self._tensor})
+        return [RawOutput(name, data) for name, data in zip(self._output_names, results, strict=True)]
+
+    def close(self) -> None:
+        pass

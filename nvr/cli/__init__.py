@@ -1,0 +1,39 @@
+"""The `nvr` command line. Each sub-command lives in its own module with a `register(subparsers)` function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from nvr import __version__
+from nvr.errors import ExitCode, NvrError
+
+# Sub-command modules, in the order `nvr --help` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("detect", "models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nvr", description="Edge face analytics: face detection and MQTT events.")
+    parser.add_argument("--version", action="version", version=f"nvr {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"nvr.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+        return result
+    except NvrError as exc:
+        print(f"nvr: error: {exc.message}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # `nvr detect ... | head`: the reader went away; that is not an error.
+        return int(ExitCode.OK)

@@ -1,0 +1,65 @@
+"""`nvr detect IMAGE...`: faces in still images, as JSON lines or a readable summary, optionally drawn."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nvr.detector import BACKENDS, open_detector
+from nvr.draw import save_annotated
+from nvr.errors import ExitCode, ModelError, NvrError
+from nvr.imaging import load_rgb
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "detect", help="detect faces in image files", description="Detect faces in image files."
+    )
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    parser.add_argument("--model", type=Path, help="model file: .onnx (CPU) or .hef (Hailo)")
+    parser.add_argument("--hef", type=Path, help="a .hef file; implies --backend hailo unless given")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    parser.add_argument("--draw", type=Path, metavar="OUT_DIR", help="write annotated images into OUT_DIR")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model: Path | None = args.hef or args.model
+    if model is None:
+        raise ModelError("no model given: pass --model FILE.onnx|FILE.hef or --hef FILE.hef")
+    backend = "hailo" if args.hef is not None and args.backend == "auto" else args.backend
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ModelError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    exit_code = ExitCode.OK
+    with open_detector(model, backend=backend, score_threshold=args.threshold) as detector:
+        for image_path in args.images:
+            try:
+                image = load_rgb(image_path)
+            except NvrError as exc:
+                # One bad file does not stop the others; it still decides the exit code.
+                print(f"nvr: error: {exc.message}", file=sys.stderr)
+                exit_code = exc.exit_code
+                continue
+            detections = detector.detect(image)
+            height, width = image.shape[:2]
+            if args.json:
+                record = {
+                    "image": str(image_path),
+                    "width": width,
+                    "height": height,
+                    "faces": [face.to_json() for face in detections],
+                }
+                print(json.dumps(record), flush=True)
+            else:
+                print(f"{image_path}: {len(detections)} face(s) in {width}x{height}")
+                for face in detections:
+                    x1, y1, x2, y2 = face.box
+                    print(f"  score {face.score:.3f}  box [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
+            if args.draw is not None:
+                save_annotated(image, detections, args.draw, image_path)
+    return int(exit_code)
