@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import numpy.typing as npt
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nvr.errors import InputFileError
@@ -24,8 +25,8 @@ def load_rgb(path: str | Path) -> RgbImage:
     path = Path(path)
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"))
+            upright = ImageOps.exif_transpose(img)
+            return np.asarray(upright.convert("RGB"))
     except FileNotFoundError:
         raise InputFileError(f"{path}: no such image file") from None
     except IsADirectoryError:
@@ -35,19 +36,27 @@ def load_rgb(path: str | Path) -> RgbImage:
 
 
 def letterbox_into(
-    frame: av.VideoFrame | RgbImage, out: RgbImage, letterbox: Letterbox | None = None
+    frame: av.VideoFrame | RgbImage,
+    out: RgbImage,
+    letterbox: Letterbox | None = None,
+    reformatter: VideoReformatter | None = None,
 ) -> Letterbox:
     """Resize `frame` into the top-left of `out` (H x W x 3 uint8), aspect kept, zero padding elsewhere.
 
     `frame` is a decoded `av.VideoFrame` in any pixel format, or an RGB array. `out` is written in place
     (a model input buffer or a shared-memory slot), so nothing is allocated here beyond swscale's output.
+    A video loop passes one `reformatter` per output size so swscale's context is set up once, not per
+    frame; the scaling is the same either way.
     """
     if isinstance(frame, np.ndarray):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
     dst_height, dst_width = out.shape[0], out.shape[1]
     if letterbox is None:
         letterbox = Letterbox.fit(frame.width, frame.height, dst_width, dst_height)
-    resized = frame.reformat(
+    if reformatter is None:
+        reformatter = VideoReformatter()  # what VideoFrame.reformat does on each call
+    resized = reformatter.reformat(
+        frame,
         width=letterbox.resized_width,
         height=letterbox.resized_height,
         format="rgb24",

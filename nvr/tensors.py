@@ -40,11 +40,14 @@ class QuantInfo:
         """Dequantize an array whose last axis is the feature axis."""
         return (q.astype(np.float32) - self.zero_point) * self.scale
 
-    def quantize(self, x: npt.NDArray[np.floating], dtype: type[np.integer] = np.uint8) -> npt.NDArray[np.integer]:
+    def quantize(
+        self, x: npt.NDArray[np.floating], dtype: type[np.integer] = np.uint8
+    ) -> npt.NDArray[np.integer]:
         """Round to nearest and saturate, as the device's output stage does."""
         info = np.iinfo(dtype)
         q = np.rint(x.astype(np.float32) / self.scale + self.zero_point)
-        return np.clip(q, info.min, info.max).astype(dtype)
+        quantized: npt.NDArray[np.integer] = np.clip(q, info.min, info.max).astype(dtype)
+        return quantized
 
 
 @dataclass(frozen=True, slots=True)
