@@ -1,8 +1,9 @@
-"""Where local copies of models and test assets are found: one setting, `NVR_ASSETS`.
+"""Two folders: the model store (`NVR_MODELS`) and the asset folder / local mirror (`NVR_ASSETS`).
 
-On a user's machine the models come from `nvr models pull`; `NVR_ASSETS` names a folder laid out like
-`../shared/assets` (models/scrfd, hef, images, ...) that stands in for the download servers where there is
-no internet, and that the tests read their real assets from.
+The model store is where `nvr models pull` puts a user's models and where the daemon looks for catalogue
+models. The asset folder, laid out like `../shared/assets` (models/scrfd, hef, images, ...), stands in for
+the download servers on machines without internet (`pull` copies from it) and is where the tests read their
+real assets from; nothing is ever written into it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 ASSETS_ENV = "NVR_ASSETS"
+MODELS_ENV = "NVR_MODELS"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -20,3 +22,17 @@ def assets_dir() -> Path:
     if configured:
         return Path(configured).expanduser().resolve()
     return (_PROJECT_ROOT.parent / "shared" / "assets").resolve()
+
+
+def models_dir() -> Path:
+    """The model store: `$NVR_MODELS`; under systemd `$STATE_DIRECTORY/models` (/var/lib/nvr/models);
+    else `$XDG_DATA_HOME/nvr/models` (default ~/.local/share/nvr/models)."""
+    configured = os.environ.get(MODELS_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    systemd_state = os.environ.get("STATE_DIRECTORY")  # may list several folders, separated by ':'
+    if systemd_state:
+        return Path(systemd_state.split(":")[0]) / "models"
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(data_home) if os.path.isabs(data_home) else Path.home() / ".local" / "share"
+    return base / "nvr" / "models"

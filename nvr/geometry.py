@@ -24,8 +24,10 @@ class Letterbox:
     @classmethod
     def fit(cls, src_width: int, src_height: int, dst_width: int, dst_height: int) -> Letterbox:
         if min(src_width, src_height, dst_width, dst_height) <= 0:
-            raise ValueError(f"letterbox needs positive sizes, got {src_width}x{src_height} -> {dst_width}x{dst_height}")
-        # Same rounding as insightface's SCRFD.detect: the longer side fills the input, the other is truncated.
+            raise ValueError(
+                f"letterbox needs positive sizes, got {src_width}x{src_height} -> {dst_width}x{dst_height}"
+            )
+        # insightface's SCRFD.detect rounding: the longer side fills the input, the other is truncated.
         if src_height * dst_width > dst_height * src_width:
             resized_height = dst_height
             resized_width = int(dst_height * src_width / src_height)

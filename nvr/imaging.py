@@ -40,13 +40,16 @@ def letterbox_into(
     out: RgbImage,
     letterbox: Letterbox | None = None,
     reformatter: VideoReformatter | None = None,
+    interpolation: str = "BILINEAR",
 ) -> Letterbox:
     """Resize `frame` into the top-left of `out` (H x W x 3 uint8), aspect kept, zero padding elsewhere.
 
     `frame` is a decoded `av.VideoFrame` in any pixel format, or an RGB array. `out` is written in place
     (a model input buffer or a shared-memory slot), so nothing is allocated here beyond swscale's output.
     A video loop passes one `reformatter` per output size so swscale's context is set up once, not per
-    frame; the scaling is the same either way.
+    frame; the scaling is the same either way. Model inputs always use the default bilinear filter (what
+    stills and frames must share); `interpolation="AREA"` is for pictures no model sees (event
+    snapshots), where it is cheaper when shrinking a large frame and no worse to look at.
     """
     if isinstance(frame, np.ndarray):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -60,7 +63,7 @@ def letterbox_into(
         width=letterbox.resized_width,
         height=letterbox.resized_height,
         format="rgb24",
-        interpolation="BILINEAR",
+        interpolation=interpolation,
     )
     out[: letterbox.resized_height, : letterbox.resized_width] = resized.to_ndarray()
     if letterbox.resized_height < dst_height:

@@ -34,10 +34,26 @@ python=/usr/bin/python3
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv --system-site-packages .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-if ((dev)); then
-  .venv/bin/python -m pip install -q -e ".[dev]"
+# pip runs only when pyproject.toml changed since the last set-up (the install is editable, so code changes
+# need none): running it again, as scripts/quickstart.sh does, is instant and works offline.
+stamp=.venv/.nvr-setup
+mode=runtime
+((dev)) && mode=dev
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) $mode"
+installed=$(cat "$stamp" 2>/dev/null || true)
+if [[ -x .venv/bin/nvr && ( "$installed" == "$wanted" || "$installed" == "${wanted% *} dev" ) ]]; then
+  :  # up to date (a dev install includes the runtime one)
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q --upgrade pip
+  if ((dev)); then
+    .venv/bin/python -m pip install -q -e ".[dev]"
+    # The BlazeFace ONNX exporter (scripts/export_blazeface_onnx.py) and its tests need PyTorch + onnx, at
+    # export time only. Pinned: 2.13.0 is the CPU wheel CI provides locally; a newer x86 torch from PyPI
+    # would pull several GB of CUDA libraries.
+    .venv/bin/python -m pip install -q "torch==2.13.0" "onnx>=1.15"
+  else
+    .venv/bin/python -m pip install -q -e .
+  fi
+  echo "$wanted" > "$stamp"
 fi
 echo "setup: ready ($(.venv/bin/nvr --version))"

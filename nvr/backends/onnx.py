@@ -26,7 +26,12 @@ class OnnxBackend:
         input_width: int = 640,
         input_height: int = 640,
         threads: int | None = None,
+        *,
+        mean: float = INPUT_MEAN,
+        std: float = INPUT_STD,
+        channels_last: bool = False,
     ) -> None:
+        """`mean`, `std` and `channels_last` (NHWC input) are the model family's: SCRFD's by default."""
         path = Path(model_path)
         if not path.is_file():
             raise InputFileError(f"{path}: no such model file")
@@ -38,10 +43,15 @@ class OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
             raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
         inputs = self._session.get_inputs()
+        layout = "NHWC" if channels_last else "NCHW"
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ModelError(f"{path}: expected one NCHW image input, found {[(i.name, i.shape) for i in inputs]}")
+            found = [(i.name, i.shape) for i in inputs]
+            raise ModelError(f"{path}: expected one {layout} image input, found {found}")
         model_input = inputs[0]
-        _, channels, fixed_h, fixed_w = model_input.shape
+        if channels_last:
+            _, fixed_h, fixed_w, channels = model_input.shape
+        else:
+            _, channels, fixed_h, fixed_w = model_input.shape
         if channels not in (3, None) and not isinstance(channels, str):
             raise ModelError(f"{path}: input {model_input.name!r} has {channels} channels, expected 3")
         # A fixed-size export dictates the input size; a dynamic one takes what the user asked for.
@@ -49,7 +59,17 @@ class OnnxBackend:
         self.input_height = fixed_h if isinstance(fixed_h, int) else input_height
         self._input_name = model_input.name
         self._output_names = [o.name for o in self._session.get_outputs()]
-        self._tensor = np.empty((1, 3, self.input_height, self.input_width), np.float32)
+        # Dimensions are ints, or strings/None where the export left them dynamic.
+        self.output_shapes = [tuple(o.shape) for o in self._session.get_outputs()]
+        self._channels_last = channels_last
+        self._mean = np.float32(mean)
+        self._inv_std = np.float32(1.0 / std)
+        tensor_shape = (
+            (1, self.input_height, self.input_width, 3)
+            if channels_last
+            else (1, 3, self.input_height, self.input_width)
+        )
+        self._tensor = np.empty(tensor_shape, np.float32)
         self.path = path
 
     def infer(self, model_input: npt.NDArray[np.uint8]) -> list[RawOutput]:
@@ -57,10 +77,10 @@ class OnnxBackend:
             raise ValueError(
                 f"model input must be {self.input_height}x{self.input_width}x3, got {model_input.shape}"
             )
-        # HWC uint8 -> normalised NCHW float32, written into the one preallocated tensor.
-        chw = model_input.transpose(2, 0, 1)
-        np.subtract(chw, np.float32(INPUT_MEAN), out=self._tensor[0], dtype=np.float32)
-        self._tensor *= np.float32(1.0 / INPUT_STD)
+        # HWC uint8 -> normalised float32 in the model's layout, written into the one preallocated tensor.
+        image = model_input if self._channels_last else model_input.transpose(2, 0, 1)
+        np.subtract(image, self._mean, out=self._tensor[0], dtype=np.float32)
+        self._tensor *= self._inv_std
         results = self._session.run(self._output_names, {self._input_name: self._tensor})
         return [RawOutput(name, data) for name, data in zip(self._output_names, results, strict=True)]
 

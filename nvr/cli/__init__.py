@@ -11,11 +11,13 @@ from nvr import __version__
 from nvr.errors import ExitCode, NvrError
 
 # Sub-command modules, in the order `nvr --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("detect", "models")
+COMMAND_MODULES: tuple[str, ...] = ("detect", "models", "run", "check_config", "eval", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nvr", description="Edge face analytics: face detection and MQTT events.")
+    parser = argparse.ArgumentParser(
+        prog="nvr", description="Edge face analytics: face detection and MQTT events."
+    )
     parser.add_argument("--version", action="version", version=f"nvr {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

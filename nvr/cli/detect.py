@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nvr.detector import BACKENDS, open_detector
+from nvr.detector import BACKENDS, DETECTORS, open_detector
 from nvr.draw import save_annotated
 from nvr.errors import ExitCode, ModelError, NvrError
 from nvr.imaging import load_rgb
@@ -19,9 +19,12 @@ def register(subparsers: Any) -> None:
         "detect", help="detect faces in image files", description="Detect faces in image files."
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    parser.add_argument("--model", type=Path, help="model file: .onnx (CPU) or .hef (Hailo)")
+    parser.add_argument("--model", type=Path, help="model file: .onnx or .tflite (CPU), .hef (Hailo)")
     parser.add_argument("--hef", type=Path, help="a .hef file; implies --backend hailo unless given")
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument(
+        "--detector", choices=DETECTORS, default="auto", help="detector family (default: from the model)"
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     parser.add_argument("--draw", type=Path, metavar="OUT_DIR", help="write annotated images into OUT_DIR")
@@ -36,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold <= 1.0:
         raise ModelError(f"--threshold must be between 0 and 1, got {args.threshold}")
     exit_code = ExitCode.OK
-    with open_detector(model, backend=backend, score_threshold=args.threshold) as detector:
+    with open_detector(
+        model, backend=backend, score_threshold=args.threshold, detector=args.detector
+    ) as detector:
         for image_path in args.images:
             try:
                 image = load_rgb(image_path)
@@ -52,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                     "image": str(image_path),
                     "width": width,
                     "height": height,
+                    "landmark_names": list(detections.landmark_names),  # which points each face carries
                     "faces": [face.to_json() for face in detections],
                 }
                 print(json.dumps(record), flush=True)

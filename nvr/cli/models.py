@@ -50,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nvr.cli import models_store
 from nvr.errors import ExitCode
 from nvr.hef.describe import hef_to_json, hef_to_text
 from nvr.hef.reader import read_hef
@@ -84,4 +85,9 @@ def _inspect(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-_ACTIONS: tuple[Callable[[Any], None], ...] = (_register_inspect,)
+_ACTIONS: tuple[Callable[[Any], None], ...] = (
+    _register_inspect,
+    models_store.register_pull,
+    models_store.register_list,
+    models_store.register_verify,
+)

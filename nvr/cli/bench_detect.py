@@ -1,0 +1,138 @@
+"""`nvr bench detect`: images per second and host CPU per image, for each model and backend here.
+
+Each image goes through the whole `nvr detect` path (letterbox with the one resizer, inference,
+postprocessing); decoding the image files is done beforehand and not counted. CPU time is the process's
+(all threads: ONNX Runtime's pool, HailoRT's), so "cores" shows how much of the machine a model takes.
+With no --model, every catalogue model present locally is measured: ONNX models on the CPU, HEFs on the
+Hailo (reported as unavailable when there is no HailoRT or device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nvr.errors import ModelError, NvrError
+from nvr.imaging import RgbImage, load_rgb
+from nvr.progress import Progress
+
+DEFAULT_SECONDS = 5.0
+WARMUP_IMAGES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DetectBench:
+    model: str
+    backend: str
+    images: int
+    seconds: float
+    images_per_second: float
+    cpu_ms_per_image: float
+    cpu_cores: float
+    faces_per_image: float
+
+
+def register_detect(actions: Any) -> None:
+    parser: argparse.ArgumentParser = actions.add_parser(
+        "detect",
+        help="images per second and CPU per image of each model and backend on this machine",
+        description=(__doc__ or "").split("\n\n", 1)[1].replace("\n", " "),
+    )
+    parser.add_argument(
+        "--model", type=Path, action="append", help="model file (repeatable; default: all here)"
+    )
+    parser.add_argument("--images", type=Path, nargs="+", help="images or folders (default: a test pattern)")
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="time per model (default 5)")
+    parser.add_argument("--count", type=int, help="images per model instead of --seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per model")
+    parser.set_defaults(handler=run_detect)
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from nvr.verify import image_files
+
+    if args.seconds <= 0 or (args.count is not None and args.count <= 0):
+        raise ModelError("--seconds and --count must be positive")
+    images = [load_rgb(p) for p in image_files(args.images)] if args.images else [_pattern()]
+    if not images:
+        raise ModelError(f"no images in {', '.join(map(str, args.images))}")
+    # A HEF is measured on the Hailo, never on the CPU stand-in `auto` would fall back to.
+    targets = [(m, _backend_for(m)) for m in args.model] if args.model else _catalogue_targets()
+    if not targets:
+        raise ModelError("no models here to measure: pass --model FILE, or fetch one with nvr models pull")
+    if not args.json:
+        print(f"{'model':<34} {'backend':<8} {'images/s':>9} {'CPU ms/image':>13} {'cores':>6} {'faces':>6}")
+    for model, backend in targets:
+        try:
+            result = bench_model(model, backend, images, seconds=args.seconds, count=args.count)
+        except NvrError as exc:  # one unusable model (no Hailo here, wrong chip) does not stop the others
+            print(
+                json.dumps({"model": str(model), "error": exc.message})
+                if args.json
+                else f"{model.name}: {exc}"
+            )
+            continue
+        if args.json:
+            print(json.dumps(asdict(result)))
+        else:
+            print(
+                f"{Path(result.model).name:<34} {result.backend:<8} {result.images_per_second:>9.1f} "
+                f"{result.cpu_ms_per_image:>13.1f} {result.cpu_cores:>6.2f} {result.faces_per_image:>6.1f}"
+            )
+    return 0
+
+
+def bench_model(
+    model: Path, backend: str, images: list[RgbImage], *, seconds: float, count: int | None
+) -> DetectBench:
+    from nvr.detector import open_detector
+
+    with open_detector(model, backend) as detector:
+        for i in range(WARMUP_IMAGES):
+            detector.detect(images[i % len(images)])
+        progress = Progress(f"{model.name} ({detector.backend.name})", count, "images")
+        done = faces = 0
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        while (done < count) if count is not None else (time.perf_counter() - start_wall < seconds):
+            faces += len(detector.detect(images[done % len(images)]))
+            done += 1
+            progress.advance()
+        wall = time.perf_counter() - start_wall
+        cpu = time.process_time() - start_cpu
+        progress.close()
+        return DetectBench(
+            model=str(model),
+            backend=detector.backend.name,
+            images=done,
+            seconds=wall,
+            images_per_second=done / wall,
+            cpu_ms_per_image=1000.0 * cpu / done,
+            cpu_cores=cpu / wall,
+            faces_per_image=faces / done,
+        )
+
+
+def _catalogue_targets() -> list[tuple[Path, str]]:
+    from nvr.catalogue import load_catalogue
+
+    return [
+        (entry.local_path, _backend_for(entry.local_path))
+        for entry in load_catalogue()
+        if entry.local_path.is_file()
+    ]
+
+
+def _backend_for(model: Path) -> str:
+    return "hailo" if model.suffix.lower() == ".hef" else "auto"
+
+
+def _pattern() -> RgbImage:
+    """A 1280x720 frame with some structure (outputs do not matter for speed; sizes do)."""
+    y, x = np.mgrid[:720, :1280]
+    return np.stack([x % 256, y % 256, (x // 5 + y // 3) % 256], axis=-1).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""The event stage: face tracks, event lifecycle, snapshots, and the sinks that deliver the events."""

@@ -1,0 +1,113 @@
+"""Where the event stage's output goes: the `EventSink` protocol, and the no-broker sink (log + JSON lines).
+
+With MQTT configured the daemon uses `nvr.mqtt.sink.MqttSink` (durable outbox, then the broker). Without a
+broker, events go to the log and to a local, size-rotated JSON-lines file; nothing is queued, since nothing
+would ever drain a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from nvr.errors import ConfigError
+from nvr.events.config import EventFileConfig
+from nvr.events.payload import FaceEvent
+
+log = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    def publish_events(self, events: Sequence[FaceEvent]) -> None:
+        """Take one frame's event messages, in order; a durable sink commits them together. Called on the
+        frame path, so it must not block for long."""
+        ...
+
+    def publish_face_count(self, camera: str, count: int) -> None:
+        """The number of faces in view on `camera` changed (also called once per camera at start)."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush and release; an MQTT sink delivers what it can within `timeout` seconds."""
+        ...
+
+
+class JsonLinesSink:
+    """Events to the log and to a rotated JSON-lines file: `path`, `path.1` (newest rotated) ... `path.N`."""
+
+    def __init__(self, config: EventFileConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self.events_written = 0
+        self.events_rejected = 0
+        path = config.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (held open for the sink's lifetime)
+        except OSError as exc:
+            raise ConfigError(f"event file {path}: cannot open for writing ({exc.strerror or exc})") from None
+        self._size = self._file.tell()
+
+    @property
+    def path(self) -> Path:
+        return self._config.path
+
+    def publish_events(self, events: Sequence[FaceEvent]) -> None:
+        for event in events:
+            self.publish_event(event)
+
+    def publish_event(self, event: FaceEvent) -> None:
+        try:
+            line = event.to_json() + b"\n"
+        except ValueError as exc:
+            self.events_rejected += 1
+            log.error("face event %s on camera %s not written: %s", event.id, event.camera, exc)
+            return
+        log.info(
+            "face %s %s camera=%s score=%.2f box=%s",
+            event.type,
+            event.id,
+            event.camera,
+            event.face.score,
+            [round(v) for v in event.face.box],
+        )
+        with self._lock:
+            if self._size and self._size + len(line) > self._config.max_bytes:
+                self._rotate()
+            self._file.write(line)
+            self._file.flush()
+            self._size += len(line)
+            self.events_written += 1
+
+    def publish_face_count(self, camera: str, count: int) -> None:
+        log.debug("camera %s: %d face(s) in view", camera, count)
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        path = self._config.path
+        if self._config.backups == 0:
+            path.unlink(missing_ok=True)
+        else:
+            for n in range(self._config.backups - 1, 0, -1):
+                older = path.with_name(f"{path.name}.{n}")
+                if older.exists():
+                    os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
+            os.replace(path, path.with_name(f"{path.name}.1"))
+        self._file = open(path, "ab")  # noqa: SIM115
+        self._size = 0
+
+
+def read_event_lines(path: Path) -> list[dict[str, Any]]:
+    """The events in one JSON-lines file (a helper for tools and tests)."""
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,172 @@
+"""Face snapshots: a JPEG crop of the best face with a margin, and the ArcFace-aligned 112x112 crop.
+
+The frame image is only valid while its frame is being handled (it may be a reused shared-memory slot), so
+`capture` copies the small region around a face right away; encoding happens later, only for the crops that
+are actually published.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from nvr.events.config import SnapshotConfig
+from nvr.frameresult import RgbArray
+
+FloatArray = npt.NDArray[np.float32]
+
+ARCFACE_SIZE = 112
+# The standard ArcFace 5-point template for 112x112 crops (insightface's `arcface_dst`), keyed by our landmark
+# names, which are from the subject's point of view (the subject's right eye is on the image's left).
+# `mouth_center` (BlazeFace) is the midpoint of the two mouth corners.
+ARCFACE_TEMPLATE: dict[str, tuple[float, float]] = {
+    "right_eye": (38.2946, 51.6963),
+    "left_eye": (73.5318, 51.5014),
+    "nose_tip": (56.0252, 71.7366),
+    "mouth_right": (41.5493, 92.3655),
+    "mouth_left": (70.7299, 92.2041),
+    "mouth_center": (56.1396, 92.2848),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FaceCrop:
+    """A copy of the image region around one face, with its landmarks in the crop's pixels."""
+
+    pixels: RgbArray  # h x w x 3, owned (not a view into the frame)
+    landmarks: FloatArray  # (K, 2)
+    landmark_names: tuple[str, ...]
+    snapshot_region: tuple[
+        int, int, int, int
+    ]  # left, top, right, bottom of the JPEG snapshot within `pixels`
+
+    @property
+    def snapshot_pixels(self) -> RgbArray:
+        left, top, right, bottom = self.snapshot_region
+        return self.pixels[top:bottom, left:right]
+
+
+def _region(
+    box: tuple[float, float, float, float], margin: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = box
+    pad_x, pad_y = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, int(np.floor(x1 - pad_x))), max(0, int(np.floor(y1 - pad_y)))
+    right, bottom = min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y)))
+    return left, top, right, bottom
+
+
+def crop_face(
+    image: RgbArray,
+    scale: float,
+    box: FloatArray,
+    landmarks: FloatArray,
+    landmark_names: tuple[str, ...],
+    *,
+    margin: float,
+    copy_margin: float | None = None,
+) -> FaceCrop | None:
+    """Copy the region of `image` around `box` (frame pixels; `scale` maps them to image pixels).
+
+    The snapshot keeps `margin` around the box; `copy_margin` (at least `margin`) is what is copied, so an
+    aligned crop, which needs more context than a tight snapshot, can be cut from the same copy later.
+    """
+    scaled = (float(box[0]) * scale, float(box[1]) * scale, float(box[2]) * scale, float(box[3]) * scale)
+    height, width = image.shape[0], image.shape[1]
+    left, top, right, bottom = _region(scaled, max(margin, copy_margin or 0.0), width, height)
+    inner = _region(scaled, margin, width, height)
+    if inner[2] - inner[0] < 2 or inner[3] - inner[1] < 2:
+        return None  # the face lies outside the snapshot image
+    points = landmarks.astype(np.float32) * np.float32(scale) - np.array([left, top], np.float32)
+    snapshot_region = (inner[0] - left, inner[1] - top, inner[2] - left, inner[3] - top)
+    return FaceCrop(image[top:bottom, left:right].copy(), points, landmark_names, snapshot_region)
+
+
+def encode_jpeg(pixels: RgbArray, max_size: int, quality: int) -> bytes:
+    """JPEG of `pixels`, downscaled (never upscaled) so that its longest side is at most `max_size`."""
+    img = Image.fromarray(pixels, "RGB")
+    longest = max(img.width, img.height)
+    if longest > max_size:
+        factor = max_size / longest
+        size = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
+        img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def alignment_matrix(points: FloatArray, names: tuple[str, ...]) -> npt.NDArray[np.float64] | None:
+    """The least-squares similarity (2x3) taking the named landmarks onto the ArcFace template, or None.
+
+    Only the landmarks the template knows are used, so any detector with at least both eyes works.
+    """
+    known = [i for i, name in enumerate(names) if name in ARCFACE_TEMPLATE]
+    if len(known) < 2:
+        return None
+    src = points[known].astype(np.float64)
+    dst = np.array([ARCFACE_TEMPLATE[names[i]] for i in known], np.float64)
+    if not np.isfinite(src).all():
+        return None
+    # x' = a*x - b*y + tx,  y' = b*x + a*y + ty, solved for (a, b, tx, ty) in one linear least-squares system.
+    k = len(known)
+    system = np.zeros((2 * k, 4), np.float64)
+    system[0::2, 0], system[0::2, 1], system[0::2, 2] = src[:, 0], -src[:, 1], 1.0
+    system[1::2, 0], system[1::2, 1], system[1::2, 3] = src[:, 1], src[:, 0], 1.0
+    (a, b, tx, ty), _, rank, _ = np.linalg.lstsq(system, dst.reshape(-1), rcond=None)
+    if rank < 4 or a * a + b * b < 1e-12:
+        return None  # the points coincide: no orientation or scale to recover
+    return np.array([[a, -b, tx], [b, a, ty]], np.float64)
+
+
+def align_face(crop: FaceCrop) -> RgbArray | None:
+    """The 112x112 RGB face aligned to the ArcFace template, or None if the landmarks cannot place it."""
+    matrix = alignment_matrix(crop.landmarks, crop.landmark_names)
+    if matrix is None:
+        return None
+    # Pillow wants the inverse map (output pixel -> input pixel); a similarity inverts in closed form.
+    a, b = matrix[1, 1], matrix[1, 0]
+    norm = a * a + b * b
+    inv = np.array([[a, b], [-b, a]]) / norm
+    offset = -inv @ matrix[:, 2]
+    coefficients = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
+    img = Image.fromarray(crop.pixels, "RGB").transform(
+        (ARCFACE_SIZE, ARCFACE_SIZE),
+        Image.Transform.AFFINE,
+        tuple(float(c) for c in coefficients),
+        resample=Image.Resampling.BILINEAR,
+    )
+    return np.asarray(img)
+
+
+# Context an aligned crop needs around the detector's box: the template puts the eyes at a third of the crop.
+ALIGN_MARGIN = 0.35
+
+
+class SnapshotMaker:
+    """Applies the snapshot settings: what to copy from a frame, and how to encode it."""
+
+    def __init__(self, config: SnapshotConfig) -> None:
+        self.config = config
+
+    def capture(
+        self, image: RgbArray, scale: float, box: FloatArray, landmarks: FloatArray, names: tuple[str, ...]
+    ) -> FaceCrop | None:
+        if not self.config.enabled:
+            return None
+        copy_margin = ALIGN_MARGIN if self.config.aligned else None
+        return crop_face(
+            image, scale, box, landmarks, names, margin=self.config.margin, copy_margin=copy_margin
+        )
+
+    def encode(self, crop: FaceCrop) -> bytes:
+        return encode_jpeg(crop.snapshot_pixels, self.config.max_size, self.config.quality)
+
+    def encode_aligned(self, crop: FaceCrop) -> bytes | None:
+        if not self.config.aligned:
+            return None
+        aligned = align_face(crop)
+        return None if aligned is None else encode_jpeg(aligned, ARCFACE_SIZE, self.config.quality)

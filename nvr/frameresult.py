@@ -1,0 +1,30 @@
+"""What the detection side hands the event stage for each processed frame.
+
+It sits below both stages: inference/postprocessing fill it, the event stage (tracker, lifecycle, snapshots)
+reads it. The snapshot array is typically a view into a shared-memory slot owned by the capture stage, so a
+consumer must copy what it keeps before it returns from handling the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from nvr.faces import Detections
+
+RgbArray = npt.NDArray[np.uint8]  # H x W x 3, RGB
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    camera: str
+    frame_index: int
+    capture_time: float  # epoch seconds, when the frame was captured
+    frame_size: tuple[int, int]  # (width, height) of the camera frame: the pixel space of `detections`
+    detections: Detections
+    # The frame (or a downscaled copy of it) for face snapshots; None when no snapshot image is kept.
+    # Valid only while the frame is being handled: it may be a shared-memory view that is reused afterwards.
+    snapshot: RgbArray | None = None
+    snapshot_scale: float = 1.0  # snapshot pixels per frame pixel (the same on both axes)

@@ -1,0 +1,1 @@
+"""MQTT delivery: topics, Home Assistant discovery, the durable outbox and the paho-mqtt publisher."""

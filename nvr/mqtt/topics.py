@@ -1,0 +1,65 @@
+"""The topic layout: a public interface (see docs/mqtt.md), all under one configurable prefix.
+
+<prefix>/available                 online / offline (retained; offline is also the broker's last will)
+<prefix>/stats                     JSON counters every stats_interval seconds
+<prefix>/<camera>/face             face events, JSON (QoS 1, not retained)
+<prefix>/<camera>/face/snapshot    JPEG of the event's best face (raw bytes)
+<prefix>/<camera>/face/aligned     112x112 ArcFace-aligned JPEG of the best face (when enabled)
+<prefix>/<camera>/face/count       faces in view now (retained)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nvr.errors import ConfigError
+from nvr.mqtt.config import NAME_PATTERN, check_topic_prefix
+
+MAX_CAMERA_NAME = 64
+
+
+def check_camera_name(camera: str) -> str:
+    if len(camera) > MAX_CAMERA_NAME:
+        raise ConfigError(
+            f"camera {camera[:20]!r}...: names used in MQTT topics are at most {MAX_CAMERA_NAME} long"
+        )
+    if not NAME_PATTERN.match(camera):
+        raise ConfigError(
+            f"camera {camera!r}: names used in MQTT topics may only contain letters, digits, '_' and '-'"
+        )
+    return camera
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str
+
+    def __post_init__(self) -> None:
+        try:
+            check_topic_prefix(self.prefix, "topic_prefix")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def available(self) -> str:
+        return f"{self.prefix}/available"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}/stats"
+
+    def face(self, camera: str) -> str:
+        return f"{self.prefix}/{check_camera_name(camera)}/face"
+
+    def snapshot(self, camera: str) -> str:
+        return f"{self.face(camera)}/snapshot"
+
+    def aligned(self, camera: str) -> str:
+        return f"{self.face(camera)}/aligned"
+
+    def count(self, camera: str) -> str:
+        return f"{self.face(camera)}/count"
+
+
+PAYLOAD_ONLINE = "online"
+PAYLOAD_OFFLINE = "offline"

@@ -1,0 +1,258 @@
+"""The simulated chip behind a ConfiguredInferModel: a device thread running jobs in order, a callback thread.
+
+Outputs are real: for an SCRFD HEF the matching ONNX model runs on the uint8 input (normalised the way the
+HEF does it internally) and each output is quantized with that HEF layer's own scale and zero point; ONNX
+outputs are matched to HEF layers by shape. Other HEFs get each layer's zero point (real value 0.0).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hailo_platform.pyhailort._pyhailort import (
+    HAILO_QUEUE_IS_FULL,
+    HAILO_STREAM_ABORT,
+    DoubleConfig,
+    FormatType,
+    fail,
+)
+from nvr.assets import assets_dir
+from nvr.hef.model import HefLayer, NetworkGroup
+from nvr.tensors import QuantInfo
+
+AnyArray = npt.NDArray[Any]
+SCRFD_ONNX = {"scrfd_2_5g": "det_2.5g.onnx", "scrfd_500m": "det_500m.onnx", "scrfd_10g": "det_10g.onnx"}
+WAIT_FOR_ASYNC_IN_DTOR_TIMEOUT_S = 10.0
+
+_sessions: dict[str, Any] = {}
+_sessions_lock = threading.Lock()
+
+
+def _onnx_session(path: str) -> Any:
+    with _sessions_lock:
+        if path not in _sessions:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            options.intra_op_num_threads = 1
+            _sessions[path] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return _sessions[path]
+
+
+def _looks_like_scrfd(outputs: tuple[HefLayer, ...]) -> bool:
+    return len(outputs) == 9 and sorted(layer.shape[2] for layer in outputs) == [2, 2, 2, 8, 8, 8, 20, 20, 20]
+
+
+class Compute:
+    """Turns one input frame into the HEF's raw (quantized) output maps, in the HEF's sorted order."""
+
+    def __init__(self, group: NetworkGroup, config: DoubleConfig) -> None:
+        self.layers = group.outputs
+        self.input_shape = group.inputs[0].shape
+        self._session: Any = None
+        self._replay = config.replay
+        self._cached: list[AnyArray] | None = None
+        if _looks_like_scrfd(group.outputs):
+            prefix = group.outputs[0].name.split("/")[0]
+            onnx = config.onnx or str(
+                assets_dir() / "models" / "scrfd" / SCRFD_ONNX.get(prefix, f"{prefix}.onnx")
+            )
+            if not Path(onnx).is_file():
+                raise RuntimeError(
+                    f"hailo double: no ONNX model for {prefix} at {onnx} (set HAILO_DOUBLE_ONNX)"
+                )
+            self._session = _onnx_session(onnx)
+
+    def run(self, frame: npt.NDArray[np.uint8]) -> list[AnyArray]:
+        if self._replay and self._cached is not None:
+            return self._cached
+        outputs = self._scrfd(frame) if self._session is not None else self._zeros()
+        if self._replay:
+            self._cached = outputs
+        return outputs
+
+    def _zeros(self) -> list[AnyArray]:
+        return [self._quantize(np.zeros(layer.shape, np.float32), layer) for layer in self.layers]
+
+    def _scrfd(self, frame: npt.NDArray[np.uint8]) -> list[AnyArray]:
+        tensor = ((frame.astype(np.float32) - 127.5) / 128.0).transpose(2, 0, 1)[None]
+        session = self._session
+        results = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(tensor)})
+        remaining = [np.asarray(r, np.float32) for r in results]
+        outputs = []
+        for layer in self.layers:
+            h, w, c = layer.shape
+            matches = [
+                i
+                for i, r in enumerate(remaining)
+                if r.size == h * w * c
+                and (r.size // r.shape[-1]) % (h * w) == 0
+                and r.shape[-1] * (r.size // r.shape[-1] // (h * w)) == c
+            ]
+            if not matches:
+                raise RuntimeError(f"hailo double: no ONNX output matches {layer.name} {layer.shape}")
+            outputs.append(self._quantize(remaining.pop(matches[0]).reshape(h, w, c), layer))
+        return outputs
+
+    @staticmethod
+    def _quantize(values: npt.NDArray[np.float32], layer: HefLayer) -> AnyArray:
+        quant: QuantInfo = layer.quant
+        dtype = np.uint16 if layer.dtype == "uint16" else np.uint8
+        return quant.quantize(values, dtype)
+
+
+@dataclass
+class Frame:
+    input: AnyArray  # the bytes the device reads (DMA from the user's buffer)
+    outputs: list[tuple[AnyArray, FormatType]]  # user memory to write, per output in sorted order
+
+
+@dataclass
+class Job:
+    frames: list[Frame]
+    on_done: Callable[[int], None]  # C++ completion -> queues the Python callback
+    submitted_at: float = field(default_factory=time.perf_counter)
+    done: threading.Event = field(default_factory=threading.Event)
+    callback_done: threading.Event = field(default_factory=threading.Event)
+
+
+class SimulatedCore:
+    """One configured network on the chip: in-order execution, bounded queue, abort on shutdown."""
+
+    def __init__(self, compute: Compute, config: DoubleConfig, queue_size: int, hang: bool) -> None:
+        self.compute = compute
+        self.config = config
+        self.queue_size = queue_size
+        self._hang_after = config.hang_after if hang else None
+        self._cond = threading.Condition()
+        self._jobs: collections.deque[Job] = collections.deque()
+        self._in_flight = 0
+        self._aborted = False
+        self._frame_index = 0
+        self._deadline = 0.0
+        self._callbacks: collections.deque[tuple[Job, Callable[[int], None], int]] = collections.deque()
+        self._callback_cond = threading.Condition()
+        self._callback_thread: threading.Thread | None = None
+        self._device = threading.Thread(target=self._device_loop, name="hailo-double-device", daemon=True)
+        self._device.start()
+
+    # -- host side -------------------------------------------------------------------------------------
+    def wait_ready(self, timeout_s: float, frames: int) -> bool:
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._aborted or self._in_flight + frames <= self.queue_size, timeout_s
+            )
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._aborted:
+                raise fail(HAILO_STREAM_ABORT, "Pipeline was aborted")
+            if self._in_flight + len(job.frames) > self.queue_size:
+                raise fail(HAILO_QUEUE_IS_FULL, "Failed to push buffers: queue is full")
+            if self._callback_thread is None:  # like pyhailort: created on the first run_async
+                self._callback_thread = threading.Thread(
+                    target=self._callback_loop, name="hailo-double-callbacks", daemon=True
+                )
+                self._callback_thread.start()
+            self._in_flight += len(job.frames)
+            self._jobs.append(job)
+            self._cond.notify_all()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._in_flight == 0, WAIT_FOR_ASYNC_IN_DTOR_TIMEOUT_S)
+        with self._callback_cond:
+            self._callback_cond.notify_all()
+        if threading.current_thread() is not self._device:
+            self._device.join(WAIT_FOR_ASYNC_IN_DTOR_TIMEOUT_S)
+
+    def enqueue_callback(self, job: Job, callback: Callable[[int], None], status: int) -> None:
+        with self._callback_cond:
+            self._callbacks.append((job, callback, status))
+            self._callback_cond.notify()
+
+    # -- device side -----------------------------------------------------------------------------------
+    def _device_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._jobs) or self._aborted)
+                if not self._jobs:
+                    return
+                job = self._jobs[0]
+            status = self._execute(job)
+            job.done.set()
+            job.on_done(status)  # queue the Python callback first, then free the queue slots (as HailoRT)
+            with self._cond:
+                self._jobs.popleft()
+                self._in_flight -= len(job.frames)
+                self._cond.notify_all()
+            with self._callback_cond:
+                self._callback_cond.notify_all()
+
+    def _execute(self, job: Job) -> int:
+        status = 0
+        for frame in job.frames:
+            if self._hang_after is not None and self._frame_index >= self._hang_after:
+                with self._cond:  # the chip stops answering; only an abort (shutdown) ends the wait
+                    self._cond.wait_for(lambda: self._aborted)
+            if self._aborted:
+                return HAILO_STREAM_ABORT
+            outputs = self.compute.run(frame.input)
+            for layer, data, (dest, fmt) in zip(self.compute.layers, outputs, frame.outputs, strict=True):
+                if (
+                    fmt is FormatType.FLOAT32
+                ):  # HailoRT dequantizes on the host, per feature when the HEF says so
+                    np.copyto(dest.reshape(-1).view(np.float32), layer.quant.dequantize(data).reshape(-1))
+                else:
+                    np.copyto(dest.reshape(-1).view(data.dtype), data.reshape(-1), casting="no")
+            if self._frame_index in self.config.fail_frames and status == 0:
+                status = self.config.fail_status
+            self._frame_index += 1
+            # The chip's schedule depends on when frames arrived, not on how promptly Python threads run.
+            self._deadline = max(self._deadline, job.submitted_at) + self.config.latency_s
+        delay = self._deadline - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        return status
+
+    def _callback_loop(self) -> None:
+        while True:
+            with self._callback_cond:
+                self._callback_cond.wait_for(
+                    lambda: bool(self._callbacks) or (self._aborted and self._in_flight == 0), timeout=0.5
+                )
+                if not self._callbacks:
+                    if self._aborted and self._in_flight == 0:
+                        return
+                    continue
+                job, callback, status = self._callbacks.popleft()
+            try:
+                callback(status)
+            except BaseException:
+                # An exception escaping a Python callback reaches a std::thread: std::terminate.
+                sys.stderr.write(
+                    "terminate called after throwing an instance of 'pybind11::error_already_set'\n"
+                )
+                traceback.print_exc()
+                sys.stderr.flush()
+                os.abort()
+            job.callback_done.set()

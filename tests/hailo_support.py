@@ -1,0 +1,47 @@
+"""Helpers for tests that run against the HailoRT test double in tests/hailo_double."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+DOUBLE_DIR = Path(__file__).resolve().parent / "hailo_double"
+SCRFD_HEF = "hef/scrfd_2.5g.hailo10h.hef"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+if str(DOUBLE_DIR) not in sys.path:
+    sys.path.insert(0, str(DOUBLE_DIR))
+
+_DOUBLE_VARS = (
+    "HAILO_DOUBLE_ARCH", "HAILO_DOUBLE_DEVICES", "HAILO_DOUBLE_LOCK_DIR", "HAILO_DOUBLE_SERVICE",
+    "HAILO_DOUBLE_VERSION", "HAILO_DOUBLE_LATENCY_MS", "HAILO_DOUBLE_REPLAY", "HAILO_DOUBLE_QUEUE_SIZE",
+    "HAILO_DOUBLE_FAIL_FRAMES", "HAILO_DOUBLE_FAIL_STATUS", "HAILO_DOUBLE_HANG_AFTER", "HAILO_DOUBLE_HANGS",
+    "HAILO_DOUBLE_ONNX",
+)  # fmt: skip
+
+
+def configure_double(monkeypatch: pytest.MonkeyPatch, lock_dir: Path, **settings: str) -> None:
+    """A fresh simulated chip (Hailo-10H family unless `arch=` says otherwise) with its own device lock."""
+    for name in _DOUBLE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HAILO_DOUBLE_ARCH", settings.pop("arch", "hailo10h"))
+    monkeypatch.setenv("HAILO_DOUBLE_LOCK_DIR", str(lock_dir))
+    for key, value in settings.items():
+        monkeypatch.setenv(f"HAILO_DOUBLE_{key.upper()}", value)
+    from hailo_platform.pyhailort import _pyhailort
+
+    monkeypatch.setattr(_pyhailort.REGISTRY, "hangs_done", 0)
+
+
+def double_subprocess_env(lock_dir: Path, **settings: str) -> dict[str, str]:
+    """Environment for a subprocess `nvr` (or python) that imports the double."""
+    env = {k: v for k, v in os.environ.items() if k not in _DOUBLE_VARS}
+    env["PYTHONPATH"] = os.pathsep.join([str(DOUBLE_DIR), str(PROJECT_ROOT)])
+    env["HAILO_DOUBLE_ARCH"] = settings.pop("arch", "hailo10h")
+    env["HAILO_DOUBLE_LOCK_DIR"] = str(lock_dir)
+    for key, value in settings.items():
+        env[f"HAILO_DOUBLE_{key.upper()}"] = value
+    return env

@@ -1,0 +1,79 @@
+"""`nvr detect` as a user runs it: the console script in a subprocess, JSON lines, drawings, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from nvr.cli import main
+from nvr.errors import ExitCode
+
+NVR = [sys.executable, "-m", "nvr"]
+
+
+def run_nvr(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*NVR, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_detect_json_lines(asset: Callable[[str], Path], tmp_path: Path) -> None:
+    model = asset("models/scrfd/det_2.5g.onnx")
+    t1, newton = asset("images/insightface_t1.jpg"), asset("images/cospectrum_newton.png")
+    result = run_nvr("detect", str(t1), str(newton), "--model", str(model), "--json", "--draw", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["image"] for r in records] == [str(t1), str(newton)]
+    assert (records[0]["width"], records[0]["height"]) == (1280, 886)
+    assert len(records[0]["faces"]) == 6
+    (face,) = records[1]["faces"]
+    assert set(face) == {"box", "score", "landmarks"}
+    x1, y1, x2, y2 = face["box"]
+    # The asset README gives the Newton face at about [334, 89, 438, 232].
+    assert abs(x1 - 334) < 12 and abs(y1 - 89) < 12 and abs(x2 - 438) < 12 and abs(y2 - 232) < 12
+    assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
+    assert 0.5 <= face["score"] <= 1.0
+    # Landmarks sit inside the box: eyes above the mouth.
+    (rex, rey), (lex, ley), _, (_, mry), (_, mly) = face["landmarks"]
+    assert x1 < rex < lex < x2 and max(rey, ley) < min(mry, mly) < y2
+    drawn = sorted(p.name for p in tmp_path.iterdir())
+    assert drawn == ["cospectrum_newton.jpg", "insightface_t1.jpg"]
+    with Image.open(tmp_path / "insightface_t1.jpg") as img:
+        assert img.size == (1280, 886)
+
+
+def test_threshold_changes_the_answer(asset: Callable[[str], Path], capsys: object) -> None:
+    model = str(asset("models/scrfd/det_500m.onnx"))
+    image = str(asset("images/hpc203_selfie.jpg"))
+    counts = []
+    for threshold in ("0.8", "0.3"):
+        result = run_nvr("detect", image, "--model", model, "--json", "--threshold", threshold)
+        assert result.returncode == 0, result.stderr
+        counts.append(len(json.loads(result.stdout)["faces"]))
+    assert 20 < counts[0] < counts[1]
+
+
+def test_one_bad_image_does_not_stop_the_others(asset: Callable[[str], Path], tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    good = asset("images/cospectrum_newton.png")
+    model = str(asset("models/scrfd/det_500m.onnx"))
+    result = run_nvr("detect", str(bad), str(good), "--model", model, "--json")
+    assert result.returncode == ExitCode.INPUT
+    assert len(result.stdout.splitlines()) == 1 and "cospectrum_newton" in result.stdout
+    assert result.stderr.count("\n") == 1 and str(bad) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_are_one_line(tmp_path: Path, capsys: object) -> None:
+    image = str(tmp_path / "x.jpg")
+    assert main(["detect", image]) == ExitCode.MODEL  # no model at all
+    assert main(["detect", image, "--model", str(tmp_path / "none.onnx")]) == ExitCode.INPUT
+    (tmp_path / "m.tflite2").write_bytes(b"x")
+    assert main(["detect", image, "--model", str(tmp_path / "m.tflite2")]) == ExitCode.MODEL
+    result = run_nvr("detect", image, "--model", str(tmp_path / "none.onnx"))
+    assert result.returncode == ExitCode.INPUT
+    assert result.stderr == f"nvr: error: {tmp_path / 'none.onnx'}: no such model file\n"

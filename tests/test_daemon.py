@@ -1,0 +1,151 @@
+"""`nvr run` as a subprocess with local video files as cameras and no broker: events, sd_notify, metrics,
+reload by SIGHUP and by file change (an invalid file keeps the old configuration), clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from conftest import asset_path
+from nvr_daemon import NvrDaemon, alive, child_pids
+
+from nvr.errors import ExitCode
+from nvr.events.sink import read_event_lines
+from nvr.frameslots import segments
+
+
+def base_config(tmp_path: Path, instance: str, cameras: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "instance": instance,
+        "state_dir": str(tmp_path / "state"),
+        "cameras": cameras,
+        "capture": {"snapshot_width": 640, "snapshot_height": 360},
+        "detector": {"backend": "onnx", "model": str(asset_path("models/scrfd/det_2.5g.onnx"))},
+        "events": {"tracker": {"end_after": 1.0}},
+        "metrics": {"port": 0},
+    }
+
+
+def video_camera(name: str, fps: float = 3) -> dict[str, Any]:
+    return {"name": name, "url": f"file://{asset_path('video/hamilton_clip.mp4')}", "detect_fps": fps}
+
+
+def metrics_text(daemon: NvrDaemon) -> str:
+    line = daemon.wait_for_event("metrics endpoint listening")
+    with urllib.request.urlopen(line["url"], timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_run_reload_and_shutdown(tmp_path: Path) -> None:
+    instance = f"t{uuid.uuid4().hex[:8]}"
+    config = base_config(tmp_path, instance, [video_camera("hall")])
+    daemon = NvrDaemon(tmp_path, config, notify=True)
+    try:
+        daemon.wait_for_event("nvr running")
+        assert daemon.notify is not None
+        # Faces from the file camera become events in the log and in the JSON-lines file.
+        daemon.wait_for_log(lambda line: str(line.get("event", "")).startswith("face new"), 60, "face new")
+        events = read_event_lines(tmp_path / "state" / "events.jsonl")
+        assert events and events[0]["type"] == "new" and events[0]["camera"] == "hall"
+        fields = daemon.notify.fields()
+        assert "READY=1" in fields and any(f.startswith("STATUS=") for f in fields)
+        notify = daemon.notify
+        daemon.wait_for_log(lambda _line: "WATCHDOG=1" in notify.fields(), 10, "WATCHDOG=1")
+        text = metrics_text(daemon)
+        assert 'nvr_camera_up{camera="hall"} 1' in text
+        assert re.search(r"^nvr_inference_frames_total [1-9]", text, re.MULTILINE)
+        assert segments(instance), "the camera's ring should be in /dev/shm while running"
+
+        # SIGHUP with a second camera: only that camera starts.
+        config["cameras"].append(video_camera("yard"))
+        daemon.write_config(config)
+        daemon.signal(signal.SIGHUP)
+        reloaded = daemon.wait_for_event("configuration reloaded")
+        assert reloaded["changes"] == "added yard"
+        daemon.wait_for_log(
+            lambda line: str(line.get("event")).startswith("face new") and "camera=yard" in line["event"],
+            60, "a face on the new camera",
+        )  # fmt: skip
+
+        # An invalid file: logged with file, line and field; the daemon keeps running the old cameras.
+        bad = dict(config, cameras=[*config["cameras"], {"name": "hall", "url": "rtsp://x/s"}])
+        daemon.write_config(bad)
+        daemon.signal(signal.SIGHUP)
+        error = daemon.wait_for_event("configuration not reloaded")
+        assert re.search(r"nvr\.yml:\d+: cameras\[2\]\.name: duplicate camera name 'hall'", error["problem"])
+        assert daemon.proc.poll() is None
+        assert 'nvr_camera_up{camera="yard"} 1' in metrics_text(daemon)
+
+        # Saving the file (no signal) removes a camera; the other one keeps running.
+        config["cameras"] = [video_camera("yard")]
+        daemon.write_config(config)
+        reloaded = daemon.wait_for_log(
+            lambda line: line.get("event") == "configuration reloaded" and line["reason"] == "file changed",
+            15, "reload on file change",
+        )  # fmt: skip
+        assert reloaded["changes"] == "removed hall"
+        assert 'camera="hall"' not in metrics_text(daemon)
+
+        children = child_pids(daemon.proc.pid)
+        assert children, "the decoder process should be a child of the daemon"
+        code, seconds = daemon.stop()
+        assert code == ExitCode.OK and seconds < 10
+        assert "STOPPING=1" in daemon.notify.fields()
+        assert not segments(instance), "shared memory left behind"
+        assert not [pid for pid in children if alive(pid)], "orphaned child processes"
+        assert daemon.wait_for_event("stopped")
+        messages = [str(line.get("event")) for line in daemon.logs()]
+        # No per-frame lines at INFO: state changes and face events only.
+        assert len(messages) < 200, messages[-20:]
+        assert all(line.get("level") in ("info", "warning", "error", "raw") for line in daemon.logs())
+        assert not any(line.get("level") == "raw" for line in daemon.logs()), "non-JSON output"
+    finally:
+        daemon.close()
+
+
+def test_sigint_and_missing_model(tmp_path: Path) -> None:
+    config = base_config(tmp_path, f"t{uuid.uuid4().hex[:8]}", [video_camera("hall")])
+    config["detector"]["model"] = str(tmp_path / "absent.onnx")
+    daemon = NvrDaemon(tmp_path, config)
+    try:
+        assert daemon.proc.wait(60) == ExitCode.CONFIG
+        daemon.wait_for_log(
+            lambda line: "detector.model: no such model file" in str(line.get("event")), 5, "model error"
+        )
+    finally:
+        daemon.close()
+    config["detector"]["model"] = str(asset_path("models/scrfd/det_2.5g.onnx"))
+    daemon = NvrDaemon(tmp_path / "second", config)
+    try:
+        daemon.wait_for_event("nvr running")
+        daemon.signal(signal.SIGINT)
+        assert daemon.proc.wait(10) == ExitCode.OK
+        assert json.dumps(daemon.wait_for_event("stopping", reason="SIGINT"))
+    finally:
+        daemon.close()
+
+
+def test_a_decoder_that_dies_is_restarted(tmp_path: Path) -> None:
+    config = base_config(tmp_path, f"t{uuid.uuid4().hex[:8]}", [video_camera("hall")])
+    daemon = NvrDaemon(tmp_path, config)
+    try:
+        daemon.wait_for_event("capture streaming", 60)
+        decoders = [
+            pid for pid in child_pids(daemon.proc.pid)
+            if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()
+        ]  # fmt: skip
+        assert len(decoders) == 1
+        mark = daemon.mark()
+        os.kill(decoders[0], signal.SIGKILL)
+        daemon.wait_for_event("capture process died; restarting it", 10, since=mark, camera="hall")
+        daemon.wait_for_event("capture streaming", 30, since=mark, camera="hall")
+        code, _ = daemon.stop()
+        assert code == ExitCode.OK
+    finally:
+        daemon.close()
