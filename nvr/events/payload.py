@@ -1,6 +1,6 @@
 """The public face-event payload: what subscribers of `<prefix>/<camera>/face` receive.
 
-This is a public interface, described by `schema/face_event.schema.json` and docs/mqtt.md; change it only on
+This is a public interface, described by `schema/face_event.schema.json` and the README; change it only on
 purpose and bump `PAYLOAD_VERSION` when a change breaks consumers. Coordinates are absolute frame pixels
 (`box` = [x1, y1, x2, y2], landmarks keyed by name, from the subject's point of view); times are epoch
 seconds.

@@ -1,4 +1,4 @@
-"""The topic layout: a public interface (see docs/mqtt.md), all under one configurable prefix.
+"""The topic layout, all under one configurable prefix: a public interface (README, "MQTT topics").
 
 <prefix>/available                 online / offline (retained; offline is also the broker's last will)
 <prefix>/stats                     JSON counters every stats_interval seconds
