@@ -16,6 +16,7 @@ tie-breaking (equal scores keep their input order), but without a Python iterati
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -29,7 +30,9 @@ INSIGHTFACE_PIXEL_OFFSET = 1.0
 
 # Up to this many boxes, an IoU matrix costs less than sweeping for candidate pairs.
 _DENSE_MAX = 64
-_BEFORE = np.triu(np.ones((_DENSE_MAX, _DENSE_MAX), np.bool_), 1)  # [i, j]: rank i comes before rank j
+_ZEROS = np.zeros(2 * _DENSE_MAX**2, np.float32)  # clamping against an array is faster than a scalar
+_EVERY = np.ones(_DENSE_MAX, np.bool_)  # "all kept", the fixed-point iteration's start
+_EVERY.flags.writeable = False
 # Candidate pairs examined at once: keeps temporaries small enough to be reused, not page-faulted.
 _CHUNK_PAIRS = 8192
 _AXIS_CHOICE_MIN = 1024
@@ -50,19 +53,21 @@ def nms(
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"NMS IoU threshold must be in [0, 1], got {iou_threshold}")
     count = scores.shape[0]
-    order = np.argsort(-scores, kind="stable")
+    order = (-scores).argsort(kind="stable")
     if count <= 1:
         return order
     # Per-coordinate contiguous rows in rank order: element r of each is the box ranked r.
-    ranked = np.ascontiguousarray(boxes[order].T, dtype=np.float32)
-    x1, y1, x2, y2 = ranked
+    ranked = boxes.T.take(order, axis=1)
+    if ranked.dtype != np.float32:
+        ranked = ranked.astype(np.float32)
     offset = np.float32(pixel_offset)
-    sides = ranked[2:] - ranked[:2]
-    sides += offset
-    areas = sides[0] * sides[1]
     with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes give 0/0: never suppressing
         if count <= _DENSE_MAX:
-            return order[_dense_keep(ranked, areas, offset, iou_threshold)]
+            return order[_dense_keep(ranked, offset, iou_threshold)]  # boolean mask
+        x1, y1, x2, y2 = ranked
+        sides = ranked[2:] - ranked[:2]
+        sides += offset
+        areas = sides[0] * sides[1]
         winners: list[IndexArray] = []
         losers: list[IndexArray] = []
         for first, second in _candidate_pairs(ranked, pixel_offset, iou_threshold):
@@ -79,32 +84,45 @@ def nms(
     return order[_settle(np.concatenate(winners), np.concatenate(losers), count)]
 
 
-def _dense_keep(
-    ranked: FloatArray, areas: FloatArray, offset: np.float32, iou_threshold: float
-) -> IndexArray:
-    """Kept ranks of a few boxes, `ranked` (4, N) in rank order: the IoU matrix, then greedy's fixed point."""
+def _dense_keep(ranked: FloatArray, offset: np.float32, iou_threshold: float) -> npt.NDArray[np.bool_]:
+    """Which ranks of a few boxes, `ranked` (4, N) in rank order, greedy NMS keeps: IoU matrix, fixed point.
+
+    Every step is one numpy call on the whole (N, N) matrix: for a few dozen boxes the time goes into
+    calls, not arithmetic, so there are as few as possible.
+    """
     count = ranked.shape[1]
-    # min(x2) - max(x1) + offset, as the greedy loop computes it (x - y == x + -y exactly), for both
-    # axes and every pair in one pass: rows x2, y2, -x1, -y1.
-    ends = np.concatenate((ranked[2:], -ranked[:2]))
-    nearest = np.minimum(ends[:, :, None], ends[:, None, :])
-    sides = nearest[:2] + nearest[2:]
+    # min(x2) - max(x1) + offset, exactly as the greedy loop computes it, for both axes and all pairs.
+    sides = np.minimum(ranked[2:, :, None], ranked[2:, None, :])
+    sides -= np.maximum(ranked[:2, :, None], ranked[:2, None, :])
     sides += offset
-    np.maximum(sides, np.float32(0.0), out=sides)
+    own = sides.diagonal(axis1=1, axis2=2)  # a box with itself: its own width and height
+    areas = own[0] * own[1]
+    np.maximum(sides, _ZEROS[: sides.size].reshape(sides.shape), out=sides)
     inter = sides[0] * sides[1]
-    suppresses = inter / (areas[:, None] + areas - inter) > iou_threshold
-    suppresses &= _BEFORE[:count, :count]
+    union = np.add.outer(areas, areas)
+    union -= inter
+    np.divide(inter, union, out=inter)
+    suppresses = inter > _suppression_thresholds(iou_threshold, count)
     # Greedy keeps exactly the boxes no kept box suppresses. Iterating that rule from "all kept" settles
-    # one more rank each time at worst, and in a couple of iterations in practice.
-    suppressed = suppresses.any(axis=0)
-    kept = ~suppressed
-    if not suppresses[suppressed].any():  # no suppressed box suppresses another: nothing to settle
-        return np.flatnonzero(kept)
+    # at least one more rank each time, and takes two or three iterations in practice. The iterates
+    # alternate between supersets and subsets of the answer, each nested in the one before, so equal
+    # counts mean equal sets: the fixed point.
+    kept = _EVERY[:count]
     while True:
-        update = ~(kept @ suppresses)  # boolean matmul: suppressed by any kept box
-        if not (update ^ kept).any():
-            return np.flatnonzero(kept)
-        kept = update
+        suppressed = kept @ suppresses  # boolean matmul: suppressed by some kept box
+        if np.count_nonzero(suppressed) + np.count_nonzero(kept) == count:
+            return kept
+        kept = ~suppressed
+
+
+@functools.lru_cache(maxsize=256)
+def _suppression_thresholds(iou_threshold: float, count: int) -> FloatArray:
+    """(count, count): `iou_threshold` where rank i can suppress rank j (i < j), +inf where it cannot."""
+    thresholds = np.full((count, count), np.inf, np.float32)
+    upper = np.triu_indices(count, 1)
+    thresholds[upper] = iou_threshold
+    thresholds.flags.writeable = False
+    return thresholds
 
 
 def _candidate_pairs(
