@@ -1,8 +1,10 @@
 """References to frames waiting for inference: a zero-copy view of the model input plus a tag.
 
-The inference stage copies the pixels once (into the device's input buffer), then releases the reference
-so the capture side can reuse the memory; the tag travels with the result so the postprocessor and the
-event stage know which frame (camera, index, letterbox) it belongs to.
+The inference stage copies the pixels once (into the device's input buffer), then releases the reference;
+`SlotFrameRef` then frees the slot for the capture side to reuse (the daemon's own reference,
+`nvr.daemon.inflight.PendingFrame`, keeps it held until the event stage has cut its snapshots). The tag
+travels with the result so the postprocessor and the event stage know which frame (camera, index,
+letterbox) it belongs to.
 """
 
 from __future__ import annotations

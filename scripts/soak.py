@@ -9,8 +9,9 @@ the daemon's open file descriptors, and /dev/shm use; and the end-to-end latency
     .venv/bin/python scripts/soak.py --minutes 1     # a quick run
 
 Replay mode returns the outputs computed once for every frame, so the figures measure our pipeline, not
-the ONNX model inside the double. Needs mosquitto, GStreamer's RTSP server (see DEVELOPERS.md) and the
-assets (NVR_ASSETS).
+the ONNX model inside the double. At the end it also prints the daemon's own figures from /metrics: frames
+processed and lost per camera, and the most frames the Hailo engine had in flight at once. Needs
+mosquitto, GStreamer's RTSP server (see DEVELOPERS.md) and the assets (NVR_ASSETS).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -68,6 +72,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def daemon_figures(port: int) -> list[str]:
+    """The /metrics lines worth reporting: per-camera processed and lost frames, the engine's in-flight."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    wanted = re.compile(
+        r"^nvr_(camera_processed_frames_total|camera_superseded_frames_total|camera_skipped_frames_total"
+        r"|camera_lost_frames_total|inference_in_flight_max|inference_frames_total|inference_errors_total)"
+    )
+    return [line for line in text.splitlines() if wanted.match(line) and not line.endswith(" 0")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -86,6 +107,7 @@ def main() -> int:
     server = RtspServer(clip, loop=True)
     server.start()
     instance = f"soak{uuid.uuid4().hex[:6]}"
+    metrics_port = free_port()
     config: dict[str, Any] = {
         "instance": instance,
         "state_dir": str(work / "state"),
@@ -97,7 +119,7 @@ def main() -> int:
         "mqtt": {"host": broker.host, "port": broker.port, "node_id": instance, "stats_interval": 0},
         "events": {"update_interval": 1.0},
         "logging": {"level": "warning", "format": "json"},
-        "metrics": {"enabled": False},
+        "metrics": {"port": metrics_port},
     }
     config_path = work / "nvr.yml"
     config_path.write_text(yaml.safe_dump(config))
@@ -155,11 +177,16 @@ def main() -> int:
             )
         else:
             print("no face events arrived")
+        print("daemon figures (non-zero):")
+        for line in daemon_figures(metrics_port):
+            print(f"  {line}")
         started = time.monotonic()
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(15)
-        print(f"stopped with exit code {code} in {time.monotonic() - started:.1f} s; "
-              f"/dev/shm segments left: {len(segments(instance))}")
+        print(
+            f"stopped with exit code {code} in {time.monotonic() - started:.1f} s; "
+            f"/dev/shm segments left: {len(segments(instance))}"
+        )
         return 0 if values and code == 0 else 1
     finally:
         if daemon.poll() is None:

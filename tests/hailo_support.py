@@ -24,7 +24,11 @@ _DOUBLE_VARS = (
 
 
 def configure_double(monkeypatch: pytest.MonkeyPatch, lock_dir: Path, **settings: str) -> None:
-    """A fresh simulated chip (Hailo-10H family unless `arch=` says otherwise) with its own device lock."""
+    """A fresh simulated chip (Hailo-10H family unless `arch=` says otherwise) with its own device lock.
+
+    Fresh includes the in-process device registry: a VDevice that an earlier (failed) test never released
+    keeps holding that test's chip, so it cannot make this test's VDevice() fail with status 74.
+    """
     for name in _DOUBLE_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HAILO_DOUBLE_ARCH", settings.pop("arch", "hailo10h"))
@@ -33,7 +37,7 @@ def configure_double(monkeypatch: pytest.MonkeyPatch, lock_dir: Path, **settings
         monkeypatch.setenv(f"HAILO_DOUBLE_{key.upper()}", value)
     from hailo_platform.pyhailort import _pyhailort
 
-    monkeypatch.setattr(_pyhailort.REGISTRY, "hangs_done", 0)
+    monkeypatch.setattr(_pyhailort, "REGISTRY", _pyhailort.DeviceRegistry())
 
 
 def double_subprocess_env(lock_dir: Path, **settings: str) -> dict[str, str]:

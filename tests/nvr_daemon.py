@@ -19,6 +19,8 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT
 
+from nvr.frameslots import remove_stale_segments
+
 LogLine = dict[str, Any]
 
 
@@ -36,6 +38,37 @@ def child_pids(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             children.append(int(entry.name))
     return children
+
+
+def is_resource_tracker(pid: int) -> bool:
+    return "resource_tracker" in command_line(pid)
+
+
+def command_line(pid: int) -> str:
+    """The process's command line; empty once it is exiting (or gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def child_commands(pid: int) -> dict[int, str]:
+    """Direct children of `pid` with their command lines, taken while they run (see `outliving`)."""
+    return {child: command_line(child) for child in child_pids(pid)}
+
+
+def outliving(children: dict[int, str], tracker_grace: float = 5.0) -> list[str]:
+    """Which of a stopped daemon's former `children` (from `child_commands`) still run. The daemon joins
+    its decoders before it exits, so they must be gone at once; multiprocessing's resource tracker is not
+    joined (it exits on its own when it reads EOF from the daemon, a moment later), so it gets
+    `tracker_grace` seconds. Told apart by the command lines taken before the stop: an exiting process
+    has none left."""
+    trackers = [pid for pid, command in children.items() if "resource_tracker" in command]
+    running = [pid for pid in children if pid not in trackers and alive(pid)]
+    deadline = time.monotonic() + tracker_grace
+    while any(alive(pid) for pid in trackers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [f"{pid}: {children[pid]}" for pid in running + trackers if alive(pid)]
 
 
 def alive(pid: int) -> bool:
@@ -103,6 +136,7 @@ class NvrDaemon:
         self._reader.start()
 
     def write_config(self, config: dict[str, Any]) -> None:
+        self.instance: str | None = config.get("instance")
         temporary = self.config_path.with_suffix(".tmp")
         temporary.write_text(yaml.safe_dump(config, sort_keys=False))
         os.replace(temporary, self.config_path)
@@ -165,12 +199,24 @@ class NvrDaemon:
         return code, time.monotonic() - started
 
     def kill(self) -> None:
+        """SIGKILL the daemon and its decoders, but not multiprocessing's resource tracker: once they are
+        gone it unlinks the named semaphores of the daemon's frame queue (/dev/shm/sem.mp-*), which
+        would otherwise outlive the test. The instance's rings are removed as the next start would."""
+        trackers = []
         for pid in child_pids(self.proc.pid):
+            if is_resource_tracker(pid):
+                trackers.append(pid)
+                continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in trackers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.instance is not None:
+            remove_stale_segments(self.instance)  # what the next start would do: no ring outlives a test
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import asset_path
-from nvr_daemon import NvrDaemon, alive, child_pids
+from nvr_daemon import NvrDaemon, child_commands, child_pids, is_resource_tracker, outliving
 
 from nvr.errors import ExitCode
 from nvr.events.sink import read_event_lines
@@ -92,13 +92,13 @@ def test_run_reload_and_shutdown(tmp_path: Path) -> None:
         assert reloaded["changes"] == "removed hall"
         assert 'camera="hall"' not in metrics_text(daemon)
 
-        children = child_pids(daemon.proc.pid)
+        children = child_commands(daemon.proc.pid)
         assert children, "the decoder process should be a child of the daemon"
         code, seconds = daemon.stop()
         assert code == ExitCode.OK and seconds < 10
         assert "STOPPING=1" in daemon.notify.fields()
         assert not segments(instance), "shared memory left behind"
-        assert not [pid for pid in children if alive(pid)], "orphaned child processes"
+        assert not outliving(children), "orphaned child processes"
         assert daemon.wait_for_event("stopped")
         messages = [str(line.get("event")) for line in daemon.logs()]
         # No per-frame lines at INFO: state changes and face events only.
@@ -136,10 +136,7 @@ def test_a_decoder_that_dies_is_restarted(tmp_path: Path) -> None:
     daemon = NvrDaemon(tmp_path, config)
     try:
         daemon.wait_for_event("capture streaming", 60)
-        decoders = [
-            pid for pid in child_pids(daemon.proc.pid)
-            if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()
-        ]  # fmt: skip
+        decoders = [pid for pid in child_pids(daemon.proc.pid) if not is_resource_tracker(pid)]
         assert len(decoders) == 1
         mark = daemon.mark()
         os.kill(decoders[0], signal.SIGKILL)

@@ -31,7 +31,7 @@ from nvr.metrics import MetricFamily, MetricsServer, render
 
 
 def test_a_busy_camera_cannot_starve_a_quiet_one() -> None:
-    scheduler = FairScheduler()
+    scheduler: FairScheduler[FrameReady] = FairScheduler()
     served: list[str] = []
     displaced = 0
     # "busy" posts 10 frames for each frame of "quiet"; the engine serves one frame per post of "busy".
@@ -50,7 +50,7 @@ def test_a_busy_camera_cannot_starve_a_quiet_one() -> None:
 
 
 def test_mailboxes_keep_the_newest_frame_and_serve_round_robin() -> None:
-    scheduler = FairScheduler()
+    scheduler: FairScheduler[FrameReady] = FairScheduler()
     assert scheduler.offer(FrameReady("a", 0, 1)) is None
     assert scheduler.offer(FrameReady("b", 0, 1)) is None
     assert scheduler.offer(FrameReady("a", 1, 2)) == FrameReady("a", 0, 1)

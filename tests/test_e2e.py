@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, asset_path
 from mosquitto import Mosquitto, Subscriber
-from nvr_daemon import NvrDaemon, alive, child_pids
+from nvr_daemon import NvrDaemon, child_commands, outliving
 from rtsp import RtspServer, rtsp_server  # noqa: F401 (the fixture)
 
 from nvr.capture.decoder import FrameSampler
@@ -157,12 +157,12 @@ def run_and_check(
 
             subscriber.wait_for(resumed, 60)
 
-        children = child_pids(daemon.proc.pid)
+        children = child_commands(daemon.proc.pid)
         code, seconds = daemon.stop()
         assert code == ExitCode.OK and seconds < 10, f"exit {code} after {seconds:.1f} s"
         subscriber.wait_for(lambda _ms: subscriber.on("nvr/available")[-1].payload == b"offline", 5)
         assert not segments(config["instance"]), "shared memory left behind"
-        assert not [pid for pid in children if alive(pid)], "orphaned processes"
+        assert not outliving(children), "orphaned processes"
     finally:
         daemon.close()
         subscriber.close()
@@ -233,5 +233,11 @@ def test_the_readme_quick_start_command_reaches_face_events(tmp_path: Path) -> N
         assert (first["camera"], first["type"]) == ("demo", "new")
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            # SIGTERM first: a SIGKILLed group takes multiprocessing's resource tracker with it, and the
+            # frame queue's named semaphores would stay in /dev/shm.
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)

@@ -43,6 +43,7 @@ __all__ = [
     "HailoEngine",
     "HailoSettings",
     "InferenceResult",
+    "cpu_fallback_model",
     "open_hef_backend",
 ]
 
@@ -345,16 +346,30 @@ def open_hef_backend(
         if backend != "auto":
             raise
         from nvr.backends.onnx import OnnxBackend
-        from nvr.catalogue import cpu_model_for
 
-        family = diag.model_family(read_hef(path))
-        entry = cpu_model_for(family)
-        if entry is None or not entry.local_path.is_file():
-            pull = f" (nvr models pull {entry.id})" if entry is not None else ""
-            raise DeviceError(f"{exc.message}; no CPU model of {family} to fall back on{pull}") from None
-        log.warning(
-            "HailoRT is not installed: running %s on the CPU instead of %s",
-            entry.local_path.name,
-            Path(path).name,
-        )
-        return OnnxBackend(entry.local_path)
+        return OnnxBackend(cpu_fallback_model(path, exc, "HailoRT is not installed"))
+
+
+def cpu_fallback_model(
+    hef_path: str | Path, reason: NvrError, headline: str = "the Hailo cannot be used"
+) -> Path:
+    """The model store's CPU (ONNX) model of the HEF's family, to run when the Hailo cannot be used.
+
+    `reason` says why; it is logged after `headline`, or raised with a `nvr models pull` hint when the
+    family has no CPU model in the store either.
+    """
+    from nvr.catalogue import cpu_model_for
+
+    family = diag.model_family(read_hef(hef_path))
+    entry = cpu_model_for(family)
+    if entry is None or not entry.local_path.is_file():
+        pull = f" (nvr models pull {entry.id})" if entry is not None else ""
+        raise DeviceError(f"{reason.message}; no CPU model of {family} to fall back on{pull}") from None
+    log.warning(
+        "%s: running %s on the CPU instead of %s (%s)",
+        headline,
+        entry.local_path.name,
+        Path(hef_path).name,
+        reason.message,
+    )
+    return entry.local_path

@@ -1,8 +1,9 @@
 """`Daemon`: starts the stages, keeps them running, reloads the camera list, and shuts everything down.
 
 Threads: the main thread runs the control loop below (signals, reload, watchdog, decoder supervision);
-the detection thread runs inference -> postprocessing -> events; the metrics server and the MQTT client
-have their own. Processes: one decoder per enabled camera, spawned (never forked).
+the detection pipeline's two threads feed the shared inference engine (the Hailo engine has its own thread)
+and run postprocessing -> events; the metrics server and the MQTT client have their own. Processes: one
+decoder per enabled camera, spawned (never forked).
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from nvr.capture import CaptureState, capture_context
 from nvr.config import ConfigFileError, NvrConfig, load_config
 from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput, open_event_output
-from nvr.daemon.model import open_configured_detector
-from nvr.daemon.pipeline import DetectionPipeline
+from nvr.daemon.model import DetectionModel, open_configured_model
+from nvr.daemon.pipeline import DetectionPipeline, per_camera_limit
 from nvr.daemon.sdnotify import SystemdNotifier
 from nvr.daemon.stats import DaemonStats
 from nvr.daemon.watch import FileWatcher
-from nvr.detector import FaceDetector
 from nvr.errors import ExitCode
 from nvr.frameslots import RingLayout, remove_stale_segments, segments
 from nvr.logging import configure_logging, set_level
@@ -59,7 +59,7 @@ class Daemon:
         self._pipeline: DetectionPipeline | None = None
         self._events: EventOutput | None = None
         self._metrics: MetricsServer | None = None
-        self._detector: FaceDetector | None = None
+        self._model: DetectionModel | None = None
         self.stats: DaemonStats | None = None
 
     # -- signals: handlers only set flags; the control loop acts on them ------------------------------
@@ -93,17 +93,18 @@ class Daemon:
         removed = remove_stale_segments(config.instance)
         if removed:
             log.warning("removed shared memory left by a previous run", segments=removed)
-        detector = open_configured_detector(config.detector, self.config_path.parent, min_threshold(config))
+        model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
+        self._model = model
         self._events = open_event_output(config, [c.name for c in config.enabled_cameras])
         self._ready_queue = capture_context().Queue()
-        pipeline = DetectionPipeline(
-            detector.backend, detector.postprocessor, self._events.stage, self._ready_queue
-        )
-        self._pipeline = pipeline
-        self._detector = detector
         capture = config.capture
+        pipeline = DetectionPipeline(
+            model.engine, model.postprocessor, self._events.stage, self._ready_queue,
+            max_in_flight=model.max_in_flight, per_camera=per_camera_limit(capture.ring_slots),
+        )  # fmt: skip
+        self._pipeline = pipeline
         layout = RingLayout(
-            capture.ring_slots, detector.backend.input_width, detector.backend.input_height,
+            capture.ring_slots, model.input_width, model.input_height,
             capture.snapshot_width, capture.snapshot_height,
         )  # fmt: skip
         level, format_ = config.logging.level, config.logging.format
@@ -123,7 +124,7 @@ class Daemon:
         self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         self._notifier.ready(self._describe_status())
         log.info(
-            "nvr running", cameras=len(self._cameras.names), backend=detector.backend.name,
+            "nvr running", cameras=len(self._cameras.names), backend=model.backend,
             config=str(self.config_path),
         )  # fmt: skip
 
@@ -211,8 +212,9 @@ class Daemon:
             self._events.close(timeout=max(0.5, deadline - time.monotonic() - 1.5))
         if self._metrics is not None:
             self._metrics.stop()
-        if self._detector is not None:
-            self._detector.close()
+        if self._model is not None:
+            # The engine lets its jobs in flight finish (within the budget), then frees the device.
+            self._model.close(timeout=max(0.5, deadline - time.monotonic() - 0.5))
         if self._ready_queue is not None:
             self._ready_queue.close()
             self._ready_queue.cancel_join_thread()

@@ -1,17 +1,26 @@
-"""From the `detector:` section to an open backend + postprocessor (the same factory `nvr detect` uses)."""
+"""From the `detector:` section to an open inference engine + postprocessor.
+
+The daemon always drives an `InferenceEngine`: the Hailo engine itself (several frames in flight), or a CPU
+backend opened by the same factory `nvr detect` uses, wrapped in `SyncEngine`. With backend `auto`, a HEF
+that cannot run here (no HailoRT, no device, device busy, wrong chip) falls back to the catalogue's CPU
+model of the HEF's family, found the way `nvr detect` finds it (`nvr.backends.hailo.cpu_fallback_model`).
+"""
 
 from __future__ import annotations
 
 import getpass
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
+from nvr.backends.base import InferenceEngine
 from nvr.config import DetectorConfig
 from nvr.detector import FaceDetector, open_detector
-from nvr.errors import ConfigError, ModelError
+from nvr.errors import ConfigError, ModelError, NvrError
+from nvr.postprocess.base import Postprocessor
 
 log = structlog.get_logger("nvr.daemon")
 
@@ -81,23 +90,71 @@ def pull_command(ids: str) -> str:
     return f"sudo -u {getpass.getuser()} {command}" if os.environ.get("STATE_DIRECTORY") else command
 
 
-def open_configured_detector(detector: DetectorConfig, config_dir: Path, threshold: float) -> FaceDetector:
+@dataclass
+class DetectionModel:
+    """What the detection pipeline runs: an engine, its postprocessor and the model input size."""
+
+    engine: InferenceEngine
+    postprocessor: Postprocessor
+    backend: str  # "hailo", "onnx", "tflite"
+    input_width: int
+    input_height: int
+    # Frames the engine takes without dropping any: the pipeline never has more outstanding.
+    max_in_flight: int
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.engine.close(timeout)
+
+
+def open_configured_model(detector: DetectorConfig, config_dir: Path, threshold: float) -> DetectionModel:
+    """The daemon's model: the Hailo engine for a HEF, else the CPU backend behind a `SyncEngine`."""
+    from nvr.backends.sync_engine import SyncEngine
+
     path, backend = resolve_model(detector, config_dir)
-    try:
-        opened = open_detector(
-            path, backend=backend, score_threshold=threshold,
-            input_width=detector.input_size, input_height=detector.input_size, detector=detector.family,
-        )  # fmt: skip
-    except ModelError as exc:
-        if detector.backend != "auto" or backend != "hailo":
-            raise
-        log.warning("Hailo unavailable: falling back to the CPU", reason=str(exc))
-        onnx = path.with_suffix(".onnx")
-        if not onnx.is_file():
-            raise
-        opened = open_detector(
-            onnx, backend="onnx", score_threshold=threshold,
-            input_width=detector.input_size, input_height=detector.input_size, detector=detector.family,
-        )  # fmt: skip
-    log.info("detector ready", model=str(path), backend=opened.backend.name)
-    return opened
+    if backend == "hailo":
+        from nvr.backends.hailo import HailoEngine, HailoSettings, cpu_fallback_model
+        from nvr.postprocess.scrfd import ScrfdPostprocessor
+
+        if detector.family == "blazeface":
+            raise ModelError(f"{path}: BlazeFace runs as .tflite or .onnx; this .hef is run as SCRFD")
+        try:
+            engine = HailoEngine(path, HailoSettings()).start()
+        except NvrError as exc:
+            if detector.backend != "auto":
+                raise
+            path, backend = cpu_fallback_model(path, exc), "onnx"
+        else:
+            height, width = engine.input_shape[0], engine.input_shape[1]
+            log.info("detector ready", model=str(path), backend="hailo")
+            return DetectionModel(
+                engine, ScrfdPostprocessor(width, height, threshold), "hailo", width, height,
+                max_in_flight=engine.settings.input_queue,
+            )  # fmt: skip
+    opened = _open_detector(path, backend, detector, threshold)
+    cpu = opened.backend
+    log.info("detector ready", model=str(path), backend=cpu.name)
+    return DetectionModel(
+        SyncEngine(cpu), opened.postprocessor, cpu.name, cpu.input_width, cpu.input_height, max_in_flight=1
+    )
+
+
+def open_configured_detector(detector: DetectorConfig, config_dir: Path, threshold: float) -> FaceDetector:
+    """The configured model as a synchronous `FaceDetector` (one image at a time), with the same fallback."""
+    path, backend = resolve_model(detector, config_dir)
+    if backend == "hailo":
+        from nvr.backends.hailo import cpu_fallback_model
+
+        try:
+            return _open_detector(path, backend, detector, threshold)
+        except NvrError as exc:
+            if detector.backend != "auto":
+                raise
+            path, backend = cpu_fallback_model(path, exc), "onnx"
+    return _open_detector(path, backend, detector, threshold)
+
+
+def _open_detector(path: Path, backend: str, detector: DetectorConfig, threshold: float) -> FaceDetector:
+    return open_detector(
+        path, backend=backend, score_threshold=threshold,
+        input_width=detector.input_size, input_height=detector.input_size, detector=detector.family,
+    )  # fmt: skip

@@ -61,6 +61,13 @@ class DaemonStats:
         reconnects = MetricFamily("camera_reconnects_total", "counter", "reconnection attempts")
         errors = MetricFamily("camera_decode_errors_total", "counter", "packets the decoder rejected")
         faces = MetricFamily("camera_faces_total", "counter", "faces detected (after the camera's filters)")
+        processed = MetricFamily(
+            "camera_processed_frames_total", "counter", "frames whose faces reached the event stage"
+        )
+        lost = MetricFamily(
+            "camera_lost_frames_total", "counter",
+            "frames dropped on the way: slot rewritten (stale, torn), engine queue full, inference failed",
+        )  # fmt: skip
         for name, stats in capture.items():
             state.add(1.0 if stats.state == CaptureState.STREAMING else 0.0, camera=name)
             input_fps.add(stats.input_fps, camera=name)
@@ -72,16 +79,28 @@ class DaemonStats:
             counters = pipeline.cameras.get(name)
             superseded.add(counters.superseded if counters else 0, camera=name)
             faces.add(counters.faces if counters else 0, camera=name)
-        families = [state, input_fps, sampled_fps, detect_fps, skipped, superseded, reconnects, errors, faces]
+            processed.add(counters.processed if counters else 0, camera=name)
+            for reason in ("stale", "torn", "dropped", "failed"):
+                lost.add(getattr(counters, reason) if counters else 0, camera=name, reason=reason)
+        families = [
+            state, input_fps, sampled_fps, detect_fps, skipped, superseded, reconnects, errors, faces,
+            processed, lost,
+        ]  # fmt: skip
         families += [
             MetricFamily("inference_fps", "gauge", "frames/s through the model").add(self.inference_fps),
-            MetricFamily("inference_latency_seconds", "gauge", "mean model time per frame").add(
-                self.inference_latency
+            MetricFamily(
+                "inference_latency_seconds", "gauge", "mean time per frame from the engine's queue to result"
+            ).add(self.inference_latency),
+            MetricFamily("inference_in_flight", "gauge", "frames in the inference engine now").add(
+                self._pipeline.in_flight
+            ),
+            MetricFamily("inference_in_flight_max", "gauge", "most frames in the engine at once").add(
+                pipeline.in_flight_max
             ),
             MetricFamily("inference_frames_total", "counter", "frames through the model").add(
                 pipeline.frames
             ),
-            MetricFamily("inference_seconds_total", "counter", "time spent in the model").add(
+            MetricFamily("inference_seconds_total", "counter", "sum of the frames' time in the engine").add(
                 pipeline.inference_seconds
             ),
             MetricFamily("inference_errors_total", "counter", "frames that failed in detection").add(

@@ -68,6 +68,14 @@ class JsonLinesSink:
             self.events_rejected += 1
             log.error("face event %s on camera %s not written: %s", event.id, event.camera, exc)
             return
+        with self._lock:
+            if self._size and self._size + len(line) > self._config.max_bytes:
+                self._rotate()
+            self._file.write(line)
+            self._file.flush()
+            self._size += len(line)
+            self.events_written += 1
+        # Logged once written: whoever reacts to the log line finds the event in the file.
         log.info(
             "face %s %s camera=%s score=%.2f box=%s",
             event.type,
@@ -76,13 +84,6 @@ class JsonLinesSink:
             event.face.score,
             [round(v) for v in event.face.box],
         )
-        with self._lock:
-            if self._size and self._size + len(line) > self._config.max_bytes:
-                self._rotate()
-            self._file.write(line)
-            self._file.flush()
-            self._size += len(line)
-            self.events_written += 1
 
     def publish_face_count(self, camera: str, count: int) -> None:
         log.debug("camera %s: %d face(s) in view", camera, count)

@@ -28,13 +28,16 @@ class VDevice:
         self._creation_pid = os.getpid()
         self._config = _pyhailort.DoubleConfig.from_env()
         self._service = bool(self._params.multi_process_service)
+        # The machine this VDevice was opened on: tests swap in a fresh one (hailo_support.configure_double),
+        # and a VDevice an earlier test leaked must release its own, not the current test's.
+        self._registry = _pyhailort.REGISTRY
         with ExceptionWrapper():
             if self._service and self._params.scheduling_algorithm == 0:
                 raise fail(
                     _pyhailort.HAILO_INVALID_ARGUMENT,
                     "Multi-process service is supported only with HailoRT scheduler",
                 )
-            _pyhailort.REGISTRY.acquire(self._config, str(self._params.group_id), self._service)
+            self._registry.acquire(self._config, str(self._params.group_id), self._service)
         self._vdevice = True
         self._configured: list[_ConfiguredCore] = []
 
@@ -55,7 +58,7 @@ class VDevice:
         if self._vdevice is not None:
             for core in self._configured:
                 core.shutdown()
-            _pyhailort.REGISTRY.release(self._service)
+            self._registry.release(self._service)
             self._vdevice = None
 
     def get_physical_devices_ids(self) -> list[str]:
@@ -214,7 +217,7 @@ class InferModel:
             queue_size = config.queue_per_batch * max(1, self._batch_size)
             if queue_size < self._batch_size:
                 raise fail(_pyhailort.HAILO_INVALID_OPERATION, "batch bigger than internal_queue_size")
-            registry = _pyhailort.REGISTRY
+            registry = self._vdevice._registry
             hang = config.hang_after is not None and registry.hangs_done < config.hangs
             registry.hangs_done += int(hang)
             core = SimulatedCore(Compute(self._info.default_group, config), config, queue_size, hang)
