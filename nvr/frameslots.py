@@ -26,10 +26,10 @@ Consumer (one per ring; the inference stage reads every camera's ring from one q
         ok = ring.is_intact(frame)       # False: the slot changed while we read it, discard the result
     ring.release(msg.frame_index)        # frees this slot and every older one
 
-Back-pressure and fairness: the producer only rewrites a slot whose frame the consumer has released, so
-a slow consumer makes the producer skip (it never blocks), and a camera never has more than N frames
-waiting. One FIFO queue shared by all cameras therefore serves them in arrival order, no camera able to
-crowd out the others by more than its ring size. The sequence counter (odd while a slot is written)
+Back-pressure: the producer only rewrites a slot whose frame the consumer has released, so a slow
+consumer makes the producer skip (it never blocks), and a camera never has more than N frames waiting.
+Fairness between cameras is the consumer's business (the daemon keeps the newest frame per camera and
+serves cameras round-robin: nvr/daemon/pipeline.py). The sequence counter (odd while a slot is written)
 is a second line of defence: a reader can always check that what it read was not being rewritten.
 """
 

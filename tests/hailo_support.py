@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,25 @@ def double_subprocess_env(lock_dir: Path, **settings: str) -> dict[str, str]:
     for key, value in settings.items():
         env[f"HAILO_DOUBLE_{key.upper()}"] = value
     return env
+
+
+@contextmanager
+def device_held_by_another_process(lock_dir: Path) -> Iterator[None]:
+    """Another process opens the (simulated) Hailo and keeps it until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import hailo_platform as hp, sys; v = hp.VDevice(); print('held', flush=True); "
+            "sys.stdin.readline()",
+        ],
+        env=double_subprocess_env(lock_dir),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.communicate("\n", timeout=30)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hailo_support import SCRFD_HEF, configure_double, double_subprocess_env
+from hailo_support import SCRFD_HEF, configure_double, device_held_by_another_process, double_subprocess_env
 
 from nvr.backends.onnx import OnnxBackend
 from nvr.hef import read_hef
@@ -194,25 +194,10 @@ def test_no_device_and_busy_device_are_status_74(
         _vdevice()
     assert hp.Device.scan() == []
     double()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import hailo_platform as hp, sys; v = hp.VDevice(); print('held', flush=True); "
-            "sys.stdin.readline()",
-        ],
-        env=double_subprocess_env(tmp_path / "locks"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with device_held_by_another_process(tmp_path / "locks"):
         with pytest.raises(hp.HailoRTException, match="74"):
             _vdevice()
         assert hp.Device.scan() == ["0000:01:00.0"]
-    finally:
-        holder.communicate("\n", timeout=30)
     _vdevice().release()  # free again once the other process is gone
 
 

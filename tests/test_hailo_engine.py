@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hailo_support import PROJECT_ROOT, SCRFD_HEF, configure_double, double_subprocess_env
+from hailo_support import (
+    PROJECT_ROOT,
+    SCRFD_HEF,
+    configure_double,
+    device_held_by_another_process,
+    double_subprocess_env,
+)
 
 from nvr.backends.hailo import HailoBackend, HailoEngine, HailoSettings, InferenceResult
 from nvr.detector import open_detector
@@ -206,26 +212,11 @@ def test_no_device(asset: Callable[[str], Path], double: Callable[..., None]) ->
 def test_device_busy_in_another_process(
     asset: Callable[[str], Path], double: Callable[..., None], tmp_path: Path
 ) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import hailo_platform as hp, sys; v = hp.VDevice(); print('held', flush=True); "
-            "sys.stdin.readline()",
-        ],
-        env=double_subprocess_env(tmp_path / "locks"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(
-            DeviceError, match=r"device 0000:01:00.0 is busy: another process .*lsof /dev/hailo0"
-        ):
-            HailoBackend(asset(SCRFD_HEF))
-    finally:
-        holder.communicate("\n", timeout=30)
+    with (
+        device_held_by_another_process(tmp_path / "locks"),
+        pytest.raises(DeviceError, match=r"device 0000:01:00.0 is busy: another process .*lsof /dev/hailo0"),
+    ):
+        HailoBackend(asset(SCRFD_HEF))
     HailoBackend(asset(SCRFD_HEF)).close()  # the recovery: free again once the other process is gone
 
 

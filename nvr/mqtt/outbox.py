@@ -225,15 +225,20 @@ class Outbox:
         if not seqs:
             return
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                freed = self._delete_rows(seqs)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._count -= freed[0]
-            self._bytes -= freed[1]
+            self._delete_committed(seqs)
+
+    def _delete_committed(self, seqs: Sequence[int]) -> tuple[int, int]:
+        """Delete rows in one transaction and update the running totals; caller holds the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            freed = self._delete_rows(seqs)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._count -= freed[0]
+        self._bytes -= freed[1]
+        return freed
 
     def _delete_rows(self, seqs: Sequence[int]) -> tuple[int, int]:
         count = size = 0
@@ -253,15 +258,7 @@ class Outbox:
             rows = self._db.execute("SELECT seq FROM messages WHERE created < ?", (cutoff,)).fetchall()
             if not rows:
                 return 0
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                freed = self._delete_rows([int(r[0]) for r in rows])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._count -= freed[0]
-            self._bytes -= freed[1]
+            freed = self._delete_committed([int(r[0]) for r in rows])
         self.dropped_expired += freed[0]
         self._note_drops(freed[0], "expired")
         return freed[0]
