@@ -6,8 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,14 +22,7 @@ from nvr.geometry import Letterbox
 LAYOUT = RingLayout(n_slots=3, model_width=64, model_height=48, snapshot_width=32, snapshot_height=24)
 
 
-@pytest.fixture
-def instance() -> Iterator[str]:
-    name = f"t{uuid.uuid4().hex[:8]}"
-    yield name
-    leftovers = segments(name)
-    for path in leftovers:
-        path.unlink()
-    assert not leftovers, f"segments left in {SHM_DIR}: {leftovers}"
+pytest_plugins = ("capture_util",)  # fixture: instance (fails the test on leftover segments)
 
 
 def write_frame(ring: FrameRing, frame_index: int, value: int) -> int | None:
