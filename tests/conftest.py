@@ -14,6 +14,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # The Mosquitto broker and subscriber fixtures (tests/mosquitto.py), for every MQTT test.
 pytest_plugins = ["mosquitto"]
+# Helper modules that test modules import or load as plugins: let pytest rewrite their asserts either way.
+pytest.register_assert_rewrite("hailo_support", "capture_util")
 
 
 def asset_path(relative: str) -> Path:

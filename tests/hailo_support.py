@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -74,3 +74,14 @@ def device_held_by_another_process(lock_dir: Path) -> Iterator[None]:
         yield
     finally:
         holder.communicate("\n", timeout=30)
+
+
+@pytest.fixture
+def double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., None]:
+    """Configure the double for one test; call the returned function again to change its settings."""
+
+    def configure(**settings: str) -> None:
+        configure_double(monkeypatch, tmp_path / "locks", **settings)
+
+    configure()
+    return configure

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hailo_support import SCRFD_HEF, configure_double, device_held_by_another_process, double_subprocess_env
+from hailo_support import SCRFD_HEF, device_held_by_another_process, double_subprocess_env
 
 from nvr.backends.onnx import OnnxBackend
 from nvr.hef import read_hef
@@ -24,13 +24,7 @@ hp: Any = importlib.import_module("hailo_platform")
 ph: Any = importlib.import_module("hailo_platform.pyhailort.pyhailort")
 
 
-@pytest.fixture
-def double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., None]:
-    def configure(**settings: str) -> None:
-        configure_double(monkeypatch, tmp_path / "locks", **settings)
-
-    configure()
-    return configure
+pytest_plugins = ("hailo_support",)  # fixture: double (configures the HailoRT double)
 
 
 def _vdevice() -> Any:

@@ -16,7 +16,6 @@ import pytest
 from hailo_support import (
     PROJECT_ROOT,
     SCRFD_HEF,
-    configure_double,
     device_held_by_another_process,
     double_subprocess_env,
 )
@@ -34,13 +33,7 @@ IMAGES = [
 ]
 
 
-@pytest.fixture
-def double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., None]:
-    def configure(**settings: str) -> None:
-        configure_double(monkeypatch, tmp_path / "locks", **settings)
-
-    configure()
-    return configure
+pytest_plugins = ("hailo_support",)  # fixture: double (configures the HailoRT double)
 
 
 @pytest.fixture
