@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nvr.backends.base import InferenceBackend
+from nvr.contracts.faces import Detections
+from nvr.contracts.imaging import RgbImage, letterbox_into
 from nvr.errors import InputFileError, ModelError
-from nvr.faces import Detections
-from nvr.imaging import RgbImage, letterbox_into
 from nvr.postprocess.base import Postprocessor
 
 if TYPE_CHECKING:  # the backends import their runtimes; load them only when a model needs them

@@ -35,7 +35,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from nvr.assets import assets_dir  # noqa: E402
 from nvr.capture import Backoff, CameraSpec, CaptureProcess, CaptureState, capture_context  # noqa: E402
-from nvr.frameslots import RingLayout, remove_stale_segments  # noqa: E402
+from nvr.contracts.frameslots import RingLayout, remove_stale_segments  # noqa: E402
 
 SIZES = {"720p": (1280, 720, "3M"), "1080p": (1920, 1080, "6M")}
 FPS = 30

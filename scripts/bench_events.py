@@ -37,11 +37,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402 - after the path set-up for running from a checkout
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections  # noqa: E402
+from nvr.contracts.frameresult import FrameResult  # noqa: E402
 from nvr.events.config import EventsConfig, SnapshotConfig, TrackerConfig  # noqa: E402
 from nvr.events.payload import FaceEvent  # noqa: E402
 from nvr.events.stage import EventStage  # noqa: E402
-from nvr.faces import SCRFD_LANDMARKS, Detections  # noqa: E402
-from nvr.frameresult import FrameResult  # noqa: E402
 from nvr.mqtt.config import MqttConfig, OutboxConfig  # noqa: E402
 from nvr.mqtt.outbox import NewMessage, Outbox  # noqa: E402
 from nvr.mqtt.sink import MqttSink  # noqa: E402

@@ -28,7 +28,7 @@ from reference_scrfd import dequantized, per_anchor_rows, reference_decode
 from scrfd_helpers import SCRFD_HEF, ScrfdOnnx, hef_output_layers, quantize_like_hef
 
 from nvr.assets import assets_dir
-from nvr.faces import Detections
+from nvr.contracts.faces import Detections
 from nvr.postprocess.scrfd import ScrfdPostprocessor
 
 MODEL = "models/scrfd/scrfd_2.5g_bnkps_shape640x640.onnx"  # the model the SCRFD-2.5G HEF is compiled from

@@ -42,7 +42,7 @@ from nvr_daemon import child_pids  # noqa: E402
 from rtsp import RtspServer  # noqa: E402
 
 from nvr.assets import assets_dir  # noqa: E402
-from nvr.frameslots import segments  # noqa: E402
+from nvr.contracts.frameslots import segments  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:

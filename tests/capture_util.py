@@ -13,8 +13,8 @@ import numpy.typing as npt
 import pytest
 
 from nvr.capture import CameraSpec, CaptureProcess, capture_context
-from nvr.frameslots import FrameReady, RingLayout, segments
-from nvr.geometry import Letterbox
+from nvr.contracts.frameslots import FrameReady, RingLayout, segments
+from nvr.contracts.geometry import Letterbox
 
 
 @dataclass

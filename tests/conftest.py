@@ -52,8 +52,8 @@ def _session_model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 def model_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
     """An empty model store for this test (NVR_MODELS, inherited by subprocesses); call it with catalogue
     ids to pull them into it from the local mirror, the way `nvr models pull` does. Returns the store."""
-    from nvr.catalogue import find
-    from nvr.modelstore import pull
+    from nvr.models.catalogue import find
+    from nvr.models.store import pull
 
     store = tmp_path / "model-store"
     monkeypatch.setenv(MODELS_ENV, str(store))

@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from nvr.contracts.faces import SCRFD_LANDMARKS
 from nvr.events.payload import EventType, FaceEvent, FaceObservation
-from nvr.faces import SCRFD_LANDMARKS
 from nvr.mqtt.config import MqttConfig
 from nvr.mqtt.sink import MqttSink
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT
 
-from nvr.frameslots import remove_stale_segments
+from nvr.contracts.frameslots import remove_stale_segments
 
 LogLine = dict[str, Any]
 

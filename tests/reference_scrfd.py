@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from nvr.faces import SCRFD_LANDMARKS, Detections
-from nvr.geometry import Letterbox
-from nvr.tensors import RawOutput
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.tensors import RawOutput
 
 STRIDES = (8, 16, 32)
 ANCHORS_PER_CELL = 2

@@ -10,10 +10,10 @@ import numpy as np
 import numpy.typing as npt
 
 from nvr.backends.onnx import OnnxBackend
-from nvr.geometry import Letterbox
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.imaging import letterbox_into, load_rgb
+from nvr.contracts.tensors import RawOutput
 from nvr.hef import HefLayer, read_hef
-from nvr.imaging import letterbox_into, load_rgb
-from nvr.tensors import RawOutput
 
 SCRFD_HEF = "hef/scrfd_2.5g.hailo10h.hef"
 ANCHORS_PER_CELL = 2

@@ -14,7 +14,7 @@ from conftest import PROJECT_ROOT
 
 from nvr.backends.onnx import OnnxBackend
 from nvr.backends.tflite import TfliteBackend
-from nvr.imaging import letterbox_into, load_rgb
+from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.postprocess.blazeface import INPUT_MEAN, INPUT_STD
 
 

@@ -24,11 +24,11 @@ from conftest import PROJECT_ROOT, asset_path
 
 from nvr.cli import main
 from nvr.config import DetectorConfig
+from nvr.contracts.faces import BLAZEFACE_LANDMARKS, Detections
+from nvr.contracts.imaging import load_rgb
 from nvr.daemon.model import open_configured_detector
 from nvr.detector import FaceDetector, open_detector
 from nvr.errors import ExitCode, ModelError
-from nvr.faces import BLAZEFACE_LANDMARKS, Detections
-from nvr.imaging import load_rgb
 from nvr.postprocess.blazeface import BlazeFacePostprocessor
 
 # name -> (model file, backend, input size); ONNX files are exported from the port's weights per session.

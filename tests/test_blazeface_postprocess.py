@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nvr.contracts.faces import BLAZEFACE_LANDMARKS
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.tensors import QuantInfo, RawOutput
 from nvr.errors import ModelError
-from nvr.faces import BLAZEFACE_LANDMARKS
-from nvr.geometry import Letterbox
 from nvr.postprocess.blazeface import (
     BACK_CAMERA,
     FULL_RANGE,
@@ -22,7 +23,6 @@ from nvr.postprocess.blazeface import (
     generate_anchors,
     weighted_nms,
 )
-from nvr.tensors import QuantInfo, RawOutput
 
 
 def test_generated_anchors_equal_the_ports_anchor_files(asset: Callable[[str], Path]) -> None:

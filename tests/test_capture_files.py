@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from nvr.capture import Backoff, CameraSpec, CaptureState
-from nvr.frameslots import RingLayout, remove_stale_segments, segment_name, segments
+from nvr.contracts.frameslots import RingLayout, remove_stale_segments, segment_name, segments
 
 if TYPE_CHECKING:  # the fixture module is registered as a plugin below, not imported
     from capture_util import Camera
@@ -136,7 +136,7 @@ def test_a_killed_daemon_leaves_nothing_after_the_next_start(clips: dict[str, Pa
     daemon = (
         "import sys, time\n"
         "from nvr.capture import CameraSpec, CaptureProcess, capture_context\n"
-        "from nvr.frameslots import RingLayout\n"
+        "from nvr.contracts.frameslots import RingLayout\n"
         "if __name__ == '__main__':\n"
         f"    spec = CameraSpec('cam', {str(clips['short'])!r})\n"
         "    frames = capture_context().Queue()\n"

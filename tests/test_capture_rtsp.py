@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from nvr.capture import Backoff, CameraSpec, CaptureState
-from nvr.frameslots import RingLayout
-from nvr.geometry import Letterbox
-from nvr.imaging import letterbox_into
+from nvr.contracts.frameslots import RingLayout
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.imaging import letterbox_into
 
 if TYPE_CHECKING:  # the fixture modules are registered as plugins below, not imported
     from capture_util import Camera

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nvr.catalogue import cpu_model_for, find, load_catalogue
 from nvr.errors import ConfigError
+from nvr.models.catalogue import cpu_model_for, find, load_catalogue
 
 MODEL_ZOO = "https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled/"
 

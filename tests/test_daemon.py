@@ -15,9 +15,9 @@ from typing import Any
 from conftest import asset_path
 from nvr_daemon import NvrDaemon, child_commands, child_pids, is_resource_tracker, outliving
 
+from nvr.contracts.frameslots import segments
 from nvr.errors import ExitCode
 from nvr.events.sink import read_event_lines
-from nvr.frameslots import segments
 
 
 def base_config(tmp_path: Path, instance: str, cameras: list[dict[str, Any]]) -> dict[str, Any]:

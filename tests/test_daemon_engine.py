@@ -29,13 +29,13 @@ from nvr_daemon import NvrDaemon
 from nvr.backends.hailo import HailoEngine, HailoSettings
 from nvr.backends.sync_engine import SyncEngine
 from nvr.config import DetectorConfig
+from nvr.contracts.frameresult import FrameResult
+from nvr.contracts.frameslots import FrameReady, FrameRing, RingLayout
+from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.daemon.model import open_configured_detector, open_configured_model
-from nvr.daemon.pipeline import DetectionPipeline
-from nvr.daemon.zones import FaceFilter
+from nvr.detection.pipeline import DetectionPipeline
+from nvr.detection.zones import FaceFilter
 from nvr.errors import DeviceError
-from nvr.frameresult import FrameResult
-from nvr.frameslots import FrameReady, FrameRing, RingLayout
-from nvr.imaging import letterbox_into, load_rgb
 from nvr.postprocess.scrfd import ScrfdPostprocessor
 
 FACES = "images/insightface_t1.jpg"

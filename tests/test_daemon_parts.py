@@ -19,14 +19,14 @@ import structlog
 from nvr.capture import CameraSpec
 from nvr.config import CameraConfig
 from nvr.config.models import CaptureConfig
+from nvr.contracts.faces import Detections
+from nvr.contracts.frameslots import FrameReady
 from nvr.daemon.cameras import camera_spec, plan_changes
-from nvr.daemon.scheduler import FairScheduler
 from nvr.daemon.sdnotify import SystemdNotifier
 from nvr.daemon.watch import FileWatcher
-from nvr.daemon.zones import FaceFilter, points_in_polygon
-from nvr.faces import Detections
-from nvr.frameslots import FrameReady
-from nvr.logging import configure_logging
+from nvr.detection.scheduler import FairScheduler
+from nvr.detection.zones import FaceFilter, points_in_polygon
+from nvr.logsetup import configure_logging
 from nvr.metrics import MetricFamily, MetricsServer, render
 
 

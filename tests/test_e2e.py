@@ -29,9 +29,9 @@ from nvr_daemon import NvrDaemon, child_commands, outliving
 from rtsp import RtspServer, rtsp_server  # noqa: F401 (the fixture)
 
 from nvr.capture.decoder import FrameSampler
+from nvr.contracts.frameslots import segments
 from nvr.detector import open_detector
 from nvr.errors import ExitCode
-from nvr.frameslots import segments
 
 CLIP = "video/hamilton_clip.mp4"
 HAILO_DOUBLE = PROJECT_ROOT / "tests" / "hailo_double"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from nvr.frameslots import (
+from nvr.contracts.frameslots import (
     SHM_DIR,
     FrameRing,
     RingLayout,
@@ -17,7 +17,7 @@ from nvr.frameslots import (
     segment_name,
     segments,
 )
-from nvr.geometry import Letterbox
+from nvr.contracts.geometry import Letterbox
 
 LAYOUT = RingLayout(n_slots=3, model_width=64, model_height=48, snapshot_width=32, snapshot_height=24)
 
@@ -147,7 +147,7 @@ def test_create_refuses_a_live_ring_and_attach_refuses_foreign_files(instance: s
 def test_segments_of_a_killed_owner_are_removed_at_start(instance: str) -> None:
     code = (
         "import os, sys, time\n"
-        "from nvr.frameslots import FrameRing, RingLayout\n"
+        "from nvr.contracts.frameslots import FrameRing, RingLayout\n"
         f"FrameRing.create({instance!r}, 'cam', RingLayout(n_slots=2, model_width=8, model_height=8))\n"
         "print('created', flush=True)\n"
         "time.sleep(60)\n"

@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.errors import ExitCode, InputFileError
-from nvr.geometry import Letterbox
-from nvr.imaging import letterbox_into, load_rgb
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import pytest
 from hailo_support import SCRFD_HEF, device_held_by_another_process, double_subprocess_env
 
 from nvr.backends.onnx import OnnxBackend
+from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.hef import read_hef
-from nvr.imaging import letterbox_into, load_rgb
 
 # The double, importable once hailo_support has put tests/hailo_double on sys.path.
 hp: Any = importlib.import_module("hailo_platform")

@@ -21,10 +21,10 @@ from hailo_support import (
 )
 
 from nvr.backends.hailo import HailoBackend, HailoEngine, HailoSettings, InferenceResult
+from nvr.contracts.frameref import ArrayFrame
+from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.detector import open_detector
 from nvr.errors import DeviceError, ExitCode, ModelError
-from nvr.frameref import ArrayFrame
-from nvr.imaging import letterbox_into, load_rgb
 
 IMAGES = [
     "images/insightface_t1.jpg",

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, asset_path
 
-from nvr.catalogue import CATALOGUE_PATH, load_catalogue
 from nvr.cli.models_store import resolve
 from nvr.errors import ModelError
+from nvr.models.catalogue import CATALOGUE_PATH, load_catalogue
 
 MODEL = "models/scrfd/det_500m.onnx"
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, asset_path
 
-from nvr.faces import SCRFD_LANDMARKS, Detections
-from nvr.verify import compare
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
+from nvr.models.verify import compare
 
 HEF = "hef/scrfd_2.5g.hailo10h.hef"
 IMAGES = (

@@ -13,10 +13,10 @@ import numpy as np
 from mosquitto import Mosquitto, Received, Subscriber, client_config
 from mqtt_child import EPOCH, ChildProcess, synthetic_event
 
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
+from nvr.contracts.frameresult import FrameResult
 from nvr.events.config import EventsConfig
 from nvr.events.stage import EventStage
-from nvr.faces import SCRFD_LANDMARKS, Detections
-from nvr.frameresult import FrameResult
 from nvr.mqtt.sink import MqttSink
 
 Factory = Callable[..., Subscriber]

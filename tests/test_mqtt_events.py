@@ -19,11 +19,11 @@ from mqtt_child import ChildProcess, synthetic_event
 from PIL import Image
 from video_faces import empty_frame, video_frames
 
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
+from nvr.contracts.frameresult import FrameResult
 from nvr.events.config import EventsConfig, SnapshotConfig, TrackerConfig
 from nvr.events.payload import SCHEMA_PATH, FaceEvent
 from nvr.events.stage import EventStage
-from nvr.faces import SCRFD_LANDMARKS, Detections
-from nvr.frameresult import FrameResult
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
 

@@ -11,13 +11,13 @@ import pytest
 from reference_scrfd import greedy_nms, reference_decode
 from scrfd_helpers import ScrfdOnnx, model_input
 
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.tensors import RawOutput
 from nvr.errors import ExitCode, ModelError
-from nvr.faces import SCRFD_LANDMARKS, Detections
-from nvr.geometry import Letterbox
 from nvr.postprocess import nms as nms_module
 from nvr.postprocess.nms import nms
 from nvr.postprocess.scrfd import ScrfdPostprocessor
-from nvr.tensors import RawOutput
 
 FAMILIES = {
     "500m": ["det_500m.onnx", "scrfd_500m_bnkps_shape640x640.onnx", "scrfd_500m_kps_opencv.onnx"],

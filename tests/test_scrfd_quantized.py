@@ -16,9 +16,9 @@ from reference_scrfd import reference_decode
 from scrfd_helpers import SCRFD_HEF, ScrfdOnnx, as_hef_maps, hef_output_layers, quantize_like_hef
 from test_scrfd_postprocess import assert_same_faces, box_iou
 
+from nvr.contracts.tensors import QuantInfo, RawOutput
 from nvr.hef import HefLayer
 from nvr.postprocess.scrfd import ScrfdPostprocessor
-from nvr.tensors import QuantInfo, RawOutput
 
 Asset = Callable[[str], Path]
 IMAGES = [

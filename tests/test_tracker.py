@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 from video_faces import empty_frame, video_frames
 
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
+from nvr.contracts.frameresult import FrameResult
 from nvr.events.config import EventsConfig, SnapshotConfig, TrackerConfig
 from nvr.events.payload import SCHEMA_PATH, FaceEvent
 from nvr.events.stage import EventStage
 from nvr.events.tracker import IouTracker, iou_matrix
-from nvr.faces import SCRFD_LANDMARKS, Detections
-from nvr.frameresult import FrameResult
 
 T0 = 1_763_683_200.0
 

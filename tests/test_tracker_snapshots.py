@@ -10,6 +10,8 @@ import numpy as np
 from conftest import asset_path
 from PIL import Image
 
+from nvr.contracts.faces import BLAZEFACE_LANDMARKS, SCRFD_LANDMARKS
+from nvr.contracts.imaging import load_rgb
 from nvr.detector import open_detector
 from nvr.events.config import SnapshotConfig
 from nvr.events.snapshot import (
@@ -21,8 +23,6 @@ from nvr.events.snapshot import (
     crop_face,
     encode_jpeg,
 )
-from nvr.faces import BLAZEFACE_LANDMARKS, SCRFD_LANDMARKS
-from nvr.imaging import load_rgb
 
 IMAGE = "images/cospectrum_newton.png"  # one face, box about [334, 89, 438, 232]
 

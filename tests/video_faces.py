@@ -13,9 +13,9 @@ import av
 import numpy as np
 from conftest import asset_path
 
+from nvr.contracts.faces import Detections
+from nvr.contracts.frameresult import FrameResult, RgbArray
 from nvr.detector import open_detector
-from nvr.faces import Detections
-from nvr.frameresult import FrameResult, RgbArray
 
 CLIP = "video/hamilton_clip.mp4"  # 640x360, 29.97 fps
 MODEL = "models/scrfd/det_2.5g.onnx"

@@ -1,9 +1,9 @@
 """The interfaces of inference: a synchronous backend, and the queue-driven engine the daemon runs.
 
 `InferenceBackend` is one call per image (`nvr detect`, `nvr eval`, benchmarks). `InferenceEngine` is what
-the daemon drives: frames go in as references to their pixels (`nvr.frameref.FrameRef`), results come out
-tagged with their frame, in submission order, possibly several in flight. The Hailo engine is one
-natively (nvr/backends/hailo.py); any synchronous backend becomes one through `SyncEngine`
+the daemon drives: frames go in as references to their pixels (`nvr.contracts.frameref.FrameRef`),
+results come out tagged with their frame, in submission order, possibly several in flight. The Hailo
+engine is one natively (nvr/backends/hailo.py); any synchronous backend becomes one through `SyncEngine`
 (nvr/backends/sync_engine.py), so the daemon has a single code path.
 """
 
@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from nvr.frameref import FrameRef
-from nvr.tensors import RawOutput
+from nvr.contracts.frameref import FrameRef
+from nvr.contracts.tensors import RawOutput
 
 
 class InferenceBackend(Protocol):

@@ -2,10 +2,10 @@
 
 One thread owns the VDevice, the InferModel and the ConfiguredInferModel (HailoRT requires them to stay in
 the process, and is simplest to reason about from one thread). Frames arrive as references to their
-pixels (`nvr.frameref.FrameRef`) in a bounded queue that drops the oldest frame when the device falls
-behind. The engine copies each frame once, into a pre-allocated input buffer bound to the device, and
-releases the reference at once. Several jobs are in flight; HailoRT's callback thread only hands the
-finished buffer set to the result queue. A result is the device's raw uint8 maps with each output's
+pixels (`nvr.contracts.frameref.FrameRef`) in a bounded queue that drops the oldest frame when the
+device falls behind. The engine copies each frame once, into a pre-allocated input buffer bound to the
+device, and releases the reference at once. Several jobs are in flight; HailoRT's callback thread only
+hands the finished buffer set to the result queue. A result is the device's raw uint8 maps with each output's
 quantization (`RawOutput`), tagged with its frame; the consumer (the SCRFD postprocessor) releases it,
 which returns its buffers to the pool.
 
@@ -32,10 +32,10 @@ import numpy.typing as npt
 from nvr.backends import hailo_diagnostics as diag
 from nvr.backends.base import InferenceBackend
 from nvr.backends.hailo_device import HailoSettings, InferenceResult, Session
+from nvr.contracts.frameref import ArrayFrame, FrameRef
+from nvr.contracts.tensors import RawOutput
 from nvr.errors import DeviceError, ModelError, NvrError
-from nvr.frameref import ArrayFrame, FrameRef
 from nvr.hef import read_hef
-from nvr.tensors import RawOutput
 
 __all__ = [
     "EngineStats",
@@ -358,7 +358,7 @@ def cpu_fallback_model(
     `reason` says why; it is logged after `headline`, or raised with a `nvr models pull` hint when the
     family has no CPU model in the store either.
     """
-    from nvr.catalogue import cpu_model_for
+    from nvr.models.catalogue import cpu_model_for
 
     family = diag.model_family(read_hef(hef_path))
     entry = cpu_model_for(family)

@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from nvr.backends import hailo_diagnostics as diag
+from nvr.contracts.tensors import QuantInfo, RawOutput
 from nvr.errors import DeviceError, ModelError
 from nvr.hef import HefInfo, HefLayer
-from nvr.tensors import QuantInfo, RawOutput
 
 log = logging.getLogger("nvr.backends.hailo")
 

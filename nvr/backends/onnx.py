@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from nvr.contracts.tensors import RawOutput
 from nvr.errors import InputFileError, ModelError
-from nvr.tensors import RawOutput
 
 # SCRFD's normalisation (the Model Zoo puts the same numbers inside the HEF).
 INPUT_MEAN = 127.5

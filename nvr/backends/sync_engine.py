@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nvr.backends.base import InferenceBackend
-from nvr.frameref import FrameRef
-from nvr.tensors import RawOutput
+from nvr.contracts.frameref import FrameRef
+from nvr.contracts.tensors import RawOutput
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.tensors import QuantInfo, RawOutput
 from nvr.errors import InputFileError, ModelError
-from nvr.tensors import QuantInfo, RawOutput
 
 
 class TfliteBackend:

@@ -2,7 +2,7 @@
 
 `CaptureProcess` (process.py) is what the daemon uses; `CameraSpec` (spec.py) describes a camera;
 the decoder loop is in decoder.py, stream opening in source.py, statistics in stats.py. The slot
-layout the consumers read is `nvr.frameslots`.
+layout the consumers read is `nvr.contracts.frameslots`.
 """
 
 from nvr.capture.process import CaptureProcess, capture_context

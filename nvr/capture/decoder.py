@@ -26,9 +26,9 @@ from av.video.reformatter import VideoReformatter
 from nvr.capture.source import OpenSource, SourceError, describe_error, open_source
 from nvr.capture.spec import CameraSpec
 from nvr.capture.stats import CaptureState, RateMeter, StatsBlock
-from nvr.frameslots import FrameReady, FrameRing
-from nvr.geometry import Letterbox
-from nvr.imaging import letterbox_into
+from nvr.contracts.frameslots import FrameReady, FrameRing
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.imaging import letterbox_into
 from nvr.redact import redact_url
 
 Notify = Callable[[FrameReady], None]

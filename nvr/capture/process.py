@@ -27,7 +27,7 @@ from collections.abc import Callable
 from nvr.capture.decoder import run_capture
 from nvr.capture.spec import CameraSpec
 from nvr.capture.stats import CaptureState, CaptureStats, StatsBlock
-from nvr.frameslots import FrameReady, FrameRing, RingLayout
+from nvr.contracts.frameslots import FrameReady, FrameRing, RingLayout
 
 FrameQueue = multiprocessing.queues.Queue  # of FrameReady
 

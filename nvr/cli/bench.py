@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from nvr.cli import bench_detect
+from nvr.contracts.frameref import SlotFrameRef
+from nvr.contracts.frameslots import FrameRing, RingLayout
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.errors import ModelError
-from nvr.frameref import SlotFrameRef
-from nvr.frameslots import FrameRing, RingLayout
-from nvr.geometry import Letterbox
-from nvr.imaging import letterbox_into, load_rgb
 
 
 def register(subparsers: Any) -> None:

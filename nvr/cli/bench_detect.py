@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from nvr.contracts.imaging import RgbImage, load_rgb
 from nvr.errors import ModelError, NvrError
-from nvr.imaging import RgbImage, load_rgb
 from nvr.progress import Progress
 
 DEFAULT_SECONDS = 5.0
@@ -55,7 +55,7 @@ def register_detect(actions: Any) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from nvr.verify import image_files
+    from nvr.models.verify import image_files
 
     if args.seconds <= 0 or (args.count is not None and args.count <= 0):
         raise ModelError("--seconds and --count must be positive")
@@ -119,7 +119,7 @@ def bench_model(
 
 
 def _catalogue_targets() -> list[tuple[Path, str]]:
-    from nvr.catalogue import load_catalogue
+    from nvr.models.catalogue import load_catalogue
 
     return [
         (entry.local_path, _backend_for(entry.local_path))

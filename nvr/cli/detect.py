@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nvr.cli.draw import save_annotated
+from nvr.contracts.imaging import load_rgb
 from nvr.detector import BACKENDS, DETECTORS, open_detector
-from nvr.draw import save_annotated
 from nvr.errors import ExitCode, ModelError, NvrError
-from nvr.imaging import load_rgb
 
 
 def register(subparsers: Any) -> None:

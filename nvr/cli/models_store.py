@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nvr.assets import ASSETS_ENV, MODELS_ENV, assets_dir, models_dir
-from nvr.catalogue import CATALOGUE_PATH, CatalogueEntry, cpu_model_for, load_catalogue
 from nvr.errors import ExitCode, InputFileError, ModelError
+from nvr.models.catalogue import CATALOGUE_PATH, CatalogueEntry, cpu_model_for, load_catalogue
 from nvr.progress import Progress
 
 CPU = "cpu"
@@ -106,7 +106,7 @@ def detect_chip() -> str | None:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from nvr.modelstore import pull
+    from nvr.models.store import pull
 
     entry = resolve(args.name, args.chip, load_catalogue(args.catalogue))
     result = pull(entry, force=args.force)
@@ -124,7 +124,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from nvr.modelstore import local_state
+    from nvr.models.store import local_state
 
     states = [local_state(entry) for entry in load_catalogue(args.catalogue)]
     if args.json:
@@ -155,10 +155,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     from nvr.backends.hailo_diagnostics import model_family
+    from nvr.contracts.imaging import load_rgb
     from nvr.detector import open_detector
     from nvr.hef.reader import read_hef
-    from nvr.imaging import load_rgb
-    from nvr.verify import image_files, report_json, report_text, verify
+    from nvr.models.verify import image_files, report_json, report_text, verify
 
     if not 0.0 <= args.threshold <= 1.0:
         raise ModelError(f"--threshold must be between 0 and 1, got {args.threshold}")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nvr.config import load_config
-from nvr.logging import configure_logging
+from nvr.logsetup import configure_logging
 
 
 def register(subparsers: Any) -> None:

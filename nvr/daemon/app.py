@@ -19,16 +19,16 @@ import structlog
 
 from nvr.capture import CaptureState, capture_context
 from nvr.config import ConfigFileError, NvrConfig, load_config
+from nvr.contracts.frameslots import RingLayout, remove_stale_segments, segments
 from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput, open_event_output
 from nvr.daemon.model import DetectionModel, open_configured_model
-from nvr.daemon.pipeline import DetectionPipeline, per_camera_limit
 from nvr.daemon.sdnotify import SystemdNotifier
 from nvr.daemon.stats import DaemonStats
 from nvr.daemon.watch import FileWatcher
+from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
 from nvr.errors import ExitCode
-from nvr.frameslots import RingLayout, remove_stale_segments, segments
-from nvr.logging import configure_logging, set_level
+from nvr.logsetup import configure_logging, set_level
 from nvr.metrics import MetricsServer
 
 log = structlog.get_logger("nvr.daemon")

@@ -19,9 +19,9 @@ from nvr.capture.process import FrameQueue
 from nvr.capture.stats import CaptureStats
 from nvr.config import CameraConfig
 from nvr.config.models import CaptureConfig
-from nvr.daemon.pipeline import DetectionPipeline
-from nvr.daemon.zones import FaceFilter
-from nvr.frameslots import FrameReady, RingLayout
+from nvr.contracts.frameslots import FrameReady, RingLayout
+from nvr.detection.pipeline import DetectionPipeline
+from nvr.detection.zones import FaceFilter
 from nvr.redact import redact_url
 
 log = structlog.get_logger("nvr.daemon")

@@ -55,7 +55,7 @@ def _from_catalogue(name: str, backend: str) -> tuple[Path, str]:
     picks a pulled HEF when the backend is hailo (or auto with HailoRT installed), else the ONNX model.
     Only the model store counts: the daemon never reads the local mirror, users pull first."""
     from nvr.assets import models_dir
-    from nvr.catalogue import load_catalogue
+    from nvr.models.catalogue import load_catalogue
 
     entries = load_catalogue()
     exact = [e for e in entries if e.id == name]

@@ -8,7 +8,7 @@ from typing import Any
 from nvr.capture import CaptureState
 from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput
-from nvr.daemon.pipeline import DetectionPipeline
+from nvr.detection.pipeline import DetectionPipeline
 from nvr.metrics import Health, MetricFamily
 
 

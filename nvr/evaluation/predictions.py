@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.faces import Detections
 from nvr.errors import InputFileError
-from nvr.faces import Detections
 
 Float64Array = npt.NDArray[np.float64]
 

@@ -15,10 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from nvr.backends.onnx import OnnxBackend
+from nvr.contracts.tensors import RawOutput
 from nvr.errors import ModelError
 from nvr.hef.model import HefLayer
 from nvr.hef.reader import read_hef
-from nvr.tensors import RawOutput
 
 
 class HefQuantizedOnnx:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.faces import Detections
+from nvr.contracts.imaging import RgbImage, load_rgb
 from nvr.errors import InputFileError
 from nvr.evaluation.groundtruth import WiderGroundTruth
 from nvr.evaluation.predictions import detections_to_wider, write_prediction
-from nvr.faces import Detections
-from nvr.imaging import RgbImage, load_rgb
 from nvr.progress import Progress
 
 EVAL_SCORE_THRESHOLD = 0.02

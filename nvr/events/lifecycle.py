@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.faces import Detections
+from nvr.contracts.frameresult import FrameResult
 from nvr.events.config import EventsConfig
 from nvr.events.payload import EventType, FaceEvent, FaceObservation, new_event_id
 from nvr.events.snapshot import FaceCrop, SnapshotMaker
 from nvr.events.tracker import IouTracker, Track
-from nvr.faces import Detections
-from nvr.frameresult import FrameResult
 
 
 def face_quality(face: FaceObservation) -> float:

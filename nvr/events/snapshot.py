@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from nvr.contracts.frameresult import RgbArray
 from nvr.events.config import SnapshotConfig
-from nvr.frameresult import RgbArray
 
 FloatArray = npt.NDArray[np.float32]
 

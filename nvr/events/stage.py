@@ -6,12 +6,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from nvr.contracts.frameresult import FrameResult
 from nvr.events.config import EventsConfig
 from nvr.events.lifecycle import CameraEvents
 from nvr.events.payload import FaceEvent
 from nvr.events.sink import EventSink
 from nvr.events.snapshot import SnapshotMaker
-from nvr.frameresult import FrameResult
 
 log = logging.getLogger(__name__)
 

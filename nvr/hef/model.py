@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from nvr.tensors import QuantInfo
+from nvr.contracts.tensors import QuantInfo
 
 
 class HwArch(IntEnum):

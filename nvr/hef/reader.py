@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from nvr.contracts.tensors import QuantInfo
 from nvr.errors import InputFileError
 from nvr.hef.header import PREFIX_SIZE, HeaderError, check_prefix, parse_header
 from nvr.hef.model import HefInfo, HefLayer, HwArch, NetworkGroup
 from nvr.hef.protobuf import Message, ProtoError
-from nvr.tensors import QuantInfo
 
 # Extension type indexes (`ProtoHEFExtensionType`).
 EXT_MULTI_NETWORK = 8  # MULTI_NETWORK_VARIABLE_BATCH_SIZE; an *optional* extension

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from nvr.faces import Detections
-from nvr.geometry import Letterbox
-from nvr.tensors import RawOutput
+from nvr.contracts.faces import Detections
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.tensors import RawOutput
 
 
 class Postprocessor(Protocol):

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.faces import BLAZEFACE_LANDMARKS, Detections
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.tensors import RawOutput
 from nvr.errors import ModelError
-from nvr.faces import BLAZEFACE_LANDMARKS, Detections
-from nvr.geometry import Letterbox
 from nvr.postprocess.nms import nms
-from nvr.tensors import RawOutput
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -25,11 +25,11 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
+from nvr.contracts.geometry import Letterbox
+from nvr.contracts.tensors import QuantInfo, RawOutput
 from nvr.errors import ModelError
-from nvr.faces import SCRFD_LANDMARKS, Detections
-from nvr.geometry import Letterbox
 from nvr.postprocess.nms import INSIGHTFACE_PIXEL_OFFSET, nms
-from nvr.tensors import QuantInfo, RawOutput
 
 STRIDES: tuple[int, ...] = (8, 16, 32)
 ANCHORS_PER_CELL = 2

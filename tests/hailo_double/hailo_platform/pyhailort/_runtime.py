@@ -29,8 +29,8 @@ from hailo_platform.pyhailort._pyhailort import (
     fail,
 )
 from nvr.assets import assets_dir
+from nvr.contracts.tensors import QuantInfo
 from nvr.hef.model import HefLayer, NetworkGroup
-from nvr.tensors import QuantInfo
 
 AnyArray = npt.NDArray[Any]
 SCRFD_ONNX = {"scrfd_2_5g": "det_2.5g.onnx", "scrfd_500m": "det_500m.onnx", "scrfd_10g": "det_10g.onnx"}

@@ -29,7 +29,7 @@ Consumer (one per ring; the inference stage reads every camera's ring from one q
 Back-pressure: the producer only rewrites a slot whose frame the consumer has released, so a slow
 consumer makes the producer skip (it never blocks), and a camera never has more than N frames waiting.
 Fairness between cameras is the consumer's business (the daemon keeps the newest frame per camera and
-serves cameras round-robin: nvr/daemon/pipeline.py). The sequence counter (odd while a slot is written)
+serves cameras round-robin: nvr/detection/pipeline.py). The sequence counter (odd while a slot is written)
 is a second line of defence: a reader can always check that what it read was not being rewritten.
 """
 
@@ -46,7 +46,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from nvr.geometry import Letterbox
+from nvr.contracts.geometry import Letterbox
 
 SHM_DIR = Path("/dev/shm")
 SEGMENT_PREFIX = "nvr-"

@@ -15,7 +15,7 @@ import yaml
 from nvr.assets import assets_dir, models_dir
 from nvr.errors import ConfigError
 
-CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "models" / "catalogue.yaml"
+CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "models" / "catalogue.yaml"
 KINDS = ("hef", "onnx")
 
 

@@ -2,7 +2,7 @@
 
 The inference stage copies the pixels once (into the device's input buffer), then releases the reference;
 `SlotFrameRef` then frees the slot for the capture side to reuse (the daemon's own reference,
-`nvr.daemon.inflight.PendingFrame`, keeps it held until the event stage has cut its snapshots). The tag
+`nvr.detection.inflight.PendingFrame`, keeps it held until the event stage has cut its snapshots). The tag
 travels with the result so the postprocessor and the event stage know which frame (camera, index,
 letterbox) it belongs to.
 """
@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from nvr.frameslots import FrameRing, SlotFrame
+from nvr.contracts.frameslots import FrameRing, SlotFrame
 
 RgbArray = npt.NDArray[np.uint8]
 
@@ -49,7 +49,7 @@ class ArrayFrame:
 
 
 class SlotFrameRef:
-    """A frame in a shared-memory ring slot (`nvr.frameslots`); releasing it frees the slot for reuse."""
+    """A frame in a shared-memory ring slot (`nvr.contracts.frameslots`); releasing it frees the slot."""
 
     __slots__ = ("_frame", "_ring", "tag")
 

@@ -18,7 +18,7 @@ per camera keep a Hailo busy while the host postprocesses the previous one; beyo
 latency, not throughput. A CPU backend runs behind `SyncEngine` with one frame outstanding: the same code.
 
 The engine copies the pixels once, into its device buffer; the `PendingFrame` it is given checks on
-release that the copy was intact but keeps the slot held (see nvr/daemon/inflight.py for why frames are
+release that the copy was intact but keeps the slot held (see nvr/detection/inflight.py for why frames are
 released only up to the oldest one still held). A held slot is never rewritten by its decoder, so a torn
 frame means the protocol was broken; it is dropped and counted wherever it is noticed: when the engine
 copies it, before its result is used, or (counted and logged; it cannot be taken back) after the event
@@ -38,11 +38,11 @@ from typing import Protocol
 import structlog
 
 from nvr.backends.base import EngineResult, InferenceEngine
-from nvr.daemon.inflight import CameraCounters, CameraSlots, PendingFrame
-from nvr.daemon.scheduler import FairScheduler
-from nvr.daemon.zones import FaceFilter
-from nvr.frameresult import FrameResult
-from nvr.frameslots import FrameReady, FrameRing
+from nvr.contracts.frameresult import FrameResult
+from nvr.contracts.frameslots import FrameReady, FrameRing
+from nvr.detection.inflight import CameraCounters, CameraSlots, PendingFrame
+from nvr.detection.scheduler import FairScheduler
+from nvr.detection.zones import FaceFilter
 from nvr.postprocess.base import Postprocessor
 
 __all__ = [

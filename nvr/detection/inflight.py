@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nvr.daemon.zones import FaceFilter
-from nvr.frameslots import FrameReady, FrameRing, RgbArray, SlotFrame
+from nvr.contracts.frameslots import FrameReady, FrameRing, RgbArray, SlotFrame
+from nvr.detection.zones import FaceFilter
 
 
 @dataclass

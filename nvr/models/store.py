@@ -26,8 +26,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from nvr.assets import MODELS_ENV
-from nvr.catalogue import CatalogueEntry
 from nvr.errors import InputFileError, NetworkError
+from nvr.models.catalogue import CatalogueEntry
 from nvr.progress import Progress
 
 CHUNK = 256 * 1024

@@ -14,8 +14,8 @@ import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nvr.contracts.geometry import Letterbox
 from nvr.errors import InputFileError
-from nvr.geometry import Letterbox
 
 RgbImage = npt.NDArray[np.uint8]  # H x W x 3, RGB
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from nvr.faces import Detections
+from nvr.contracts.faces import Detections
 
 RgbArray = npt.NDArray[np.uint8]  # H x W x 3, RGB
 

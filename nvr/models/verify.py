@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from nvr.faces import Detections
-from nvr.imaging import RgbImage
+from nvr.contracts.faces import Detections
+from nvr.contracts.imaging import RgbImage
 
 Float64Array = npt.NDArray[np.float64]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from nvr.faces import Detections
+from nvr.contracts.faces import Detections
 
 Polygon = Sequence[tuple[float, float]]
 

@@ -1,0 +1,1 @@
+"""The detection stage: fair scheduling across cameras, frames in flight, postprocess, zones."""

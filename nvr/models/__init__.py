@@ -1,0 +1,1 @@
+"""Model management tooling: the catalogue, the model store, verification against the float model."""
