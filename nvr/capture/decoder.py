@@ -21,14 +21,13 @@ from typing import Any
 
 import av
 import structlog
-from av.video.reformatter import VideoReformatter
 
 from nvr.capture.source import OpenSource, SourceError, describe_error, open_source
 from nvr.capture.spec import CameraSpec
 from nvr.capture.stats import CaptureState, RateMeter, StatsBlock
 from nvr.contracts.frameslots import FrameReady, FrameRing
 from nvr.contracts.geometry import Letterbox
-from nvr.contracts.imaging import letterbox_into
+from nvr.contracts.imaging import Resizer
 from nvr.redact import redact_url
 
 Notify = Callable[[FrameReady], None]
@@ -99,8 +98,8 @@ class Decoder:
         self._sampler = FrameSampler(spec.detect_fps)
         self._clock = StreamClock()
         self._rates = RateMeter(stats)
-        self._model_reformatter = VideoReformatter()
-        self._snapshot_reformatter = VideoReformatter()
+        self._model_resizer = Resizer()  # INTER_LINEAR, as the model was trained
+        self._snapshot_resizer = Resizer("AREA")  # for people: smooth, and cheap when shrinking
         self._letterboxes: tuple[int, int, Letterbox, Letterbox | None] | None = None
         self._frame_index = stats.frames_decoded  # continues across decoder restarts
         self._last_error = ""
@@ -207,11 +206,9 @@ class Decoder:
             return
         try:
             model_lb, snapshot_lb = self._geometry(frame.width, frame.height)
-            letterbox_into(frame, self.ring.model_input(slot), model_lb, self._model_reformatter)
+            self._model_resizer.letterbox_into(frame, self.ring.model_input(slot), model_lb)
             if snapshot_lb is not None:
-                letterbox_into(
-                    frame, self.ring.snapshot(slot), snapshot_lb, self._snapshot_reformatter, "AREA"
-                )
+                self._snapshot_resizer.letterbox_into(frame, self.ring.snapshot(slot), snapshot_lb)
         except (av.error.FFmpegError, ValueError):
             self.ring.abort_write(slot)
             stats.decode_errors += 1
