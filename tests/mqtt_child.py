@@ -65,6 +65,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--wait-connected", action="store_true")
     parser.add_argument("--wait-go", action="store_true", help="produce only after SIGUSR1")
+    parser.add_argument(
+        "--no-flush", action="store_true",
+        help="print `produced` without waiting for the commit; then, after commit_interval, `due`",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     config = MqttConfig.model_validate(json.loads(args.config.read_text()))
@@ -81,7 +85,14 @@ def main() -> int:
     for k in range(args.first, args.first + args.count):
         for camera in args.camera:
             sink.publish_event(synthetic_event(camera, k))
-    print(f"produced {args.count * len(args.camera)}", flush=True)
+    if args.no_flush:
+        print(f"produced {args.count * len(args.camera)}", flush=True)
+        # The promise under test: committed within commit_interval of being made, without anyone waiting.
+        time.sleep(config.outbox.commit_interval)
+        print("due", flush=True)
+    else:
+        sink.flush()
+        print(f"produced {args.count * len(args.camera)}", flush=True)
     stop.wait()
     sink.close(timeout=5.0)
     print(f"stopped pending={sink.publisher.outbox_pending}", flush=True)

@@ -69,6 +69,7 @@ class FaceEvent:
     best: FaceObservation  # the best sighting so far (score and size)
     snapshot: bytes | None = None  # JPEG of the best face, published with this message when it changed
     aligned: bytes | None = None  # 112x112 ArcFace-aligned JPEG of the best face, when enabled
+    reason: str | None = None  # why an `end` came other than by the face leaving (optional in the payload)
 
     @property
     def duration(self) -> float:
@@ -90,8 +91,25 @@ class FaceEvent:
             "face": self.face.to_dict(),
             "best": self.best.to_dict(),
             "snapshot": self.snapshot is not None,
-        }
+        } | ({"reason": self.reason} if self.reason is not None else {})
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON. Raises ValueError for a non-finite number: NaN is not JSON."""
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+
+RESTART_REASON = "daemon restarted"
+
+
+def end_after_restart(payload: bytes, last_seen: float, reason: str = RESTART_REASON) -> bytes:
+    """The `end` message of an event left open by a daemon that died: its latest message (JSON), ended at
+    `last_seen` (the latest sighting that was sent) with a `reason`."""
+    event = json.loads(payload)
+    event.update(
+        type="end",
+        end_time=round(float(last_seen), 6),
+        duration=round(max(0.0, float(last_seen) - float(event["start_time"])), 3),
+        snapshot=False,  # the snapshot topic already holds this event's best face
+        reason=reason,
+    )
+    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()

@@ -79,6 +79,7 @@ class MqttPublisher:
         # Filled by paho's thread, drained by the sender thread.
         self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()  # mid, reason code, text
         self._wake = threading.Event()
+        outbox.set_on_commit(self._wake.set)  # committed messages can go out
         self._settled = threading.Event()  # connected, and in-flight re-sends queued (see module doc)
         self._settle_mid: int | None = None
         self._max_packet: int | None = None
@@ -138,9 +139,9 @@ class MqttPublisher:
     # -- what the pipeline calls ---------------------------------------------------------------------------
 
     def send(self, messages: Sequence[NewMessage]) -> None:
-        """Commit messages to the outbox (durable from here on) and wake the sender."""
-        self.outbox.put(messages)
-        self._wake.set()
+        """Hand messages to the outbox's writer (never waits for the disk); the sender is woken once they
+        are committed."""
+        self.outbox.submit(messages)
 
     def add_camera(self, camera: str) -> None:
         """Announce `camera`'s entities to Home Assistant (once; kept for every reconnect)."""

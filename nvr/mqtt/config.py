@@ -66,6 +66,11 @@ class OutboxConfig(BaseModel):
     # FULL survives power loss (one fsync per write); NORMAL survives a daemon crash but may lose the last
     # writes on power loss, and is several times faster on SD cards.
     synchronous: Literal["full", "normal"] = "full"
+    commit_interval: float = Field(
+        0.1, gt=0, le=60,
+        description="seconds: every event is on disk within this time of being made (batched off the"
+        " detection thread); a kill or power cut loses at most the events of the last interval",
+    )  # fmt: skip
 
 
 class MqttConfig(BaseModel):

@@ -5,6 +5,11 @@ broker acknowledged it (PUBACK). After a broker outage or a daemon restart the s
 oldest row, so messages go out in the order they were written (per camera, and overall) and none is lost;
 one may be sent twice, which QoS 1 allows (consumers dedupe on the event id). The queue is bounded by count,
 bytes and age; what it drops is counted and logged.
+
+The pipeline hands messages over with `submit`, which never waits for the disk: `nvr.mqtt.writer` commits
+them in batches on its own thread, within `commit_interval` of being made and before they can be sent. The
+same transactions keep the table of open events, from which the next start ends what a killed daemon left
+open (`open_events`).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from typing import IO
 
 from nvr.errors import ConfigError, InputFileError
 from nvr.mqtt.config import OutboxConfig
+from nvr.mqtt.writer import Batch, OpenEvent, OutboxWriter
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: open_events (a version-1 file is upgraded in place)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: never reused, so order survives restarts
@@ -39,6 +45,13 @@ CREATE TABLE IF NOT EXISTS messages (
     event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_created ON messages (created);
+CREATE TABLE IF NOT EXISTS open_events (
+    id TEXT PRIMARY KEY,
+    camera TEXT NOT NULL,
+    start_time REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    payload BLOB NOT NULL
+);
 """
 _DROP_LOG_INTERVAL = 10.0  # seconds between two warnings about dropped messages
 
@@ -98,6 +111,17 @@ class Outbox:
         self._count, self._bytes = int(count), int(size)
         if self._count:
             log.info("outbox %s holds %d undelivered message(s) from an earlier run", self.path, self._count)
+        self._writer = OutboxWriter(
+            self._commit_batch, config.commit_interval, config.max_messages, on_drop=self._dropped_waiting
+        )
+
+    @property
+    def writer(self) -> OutboxWriter:
+        return self._writer
+
+    def set_on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the writer thread) after each commit: new messages can be sent."""
+        self._writer.on_commit = callback
 
     def _lock_file(self, path: Path) -> IO[str]:
         """Hold `<outbox>.lock` while open: two daemons draining one outbox would send everything twice.
@@ -125,7 +149,7 @@ class Outbox:
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise InputFileError(
                     f"outbox {path}: schema version {version} is not {SCHEMA_VERSION}"
                     " (made by another nvr version)"
@@ -141,22 +165,44 @@ class Outbox:
         return db
 
     def __len__(self) -> int:
-        return self._count
+        """Undelivered messages: on disk, and waiting for the writer's next commit."""
+        with self._lock:
+            return self._count + self._writer.pending_messages
 
     @property
     def size_bytes(self) -> int:
         return self._bytes
 
-    def put(self, messages: Sequence[NewMessage]) -> list[int]:
-        """Commit `messages` (in one transaction) and return their sequence numbers.
+    def submit(
+        self, messages: Sequence[NewMessage], opened: Sequence[OpenEvent] = (), closed: Sequence[str] = ()
+    ) -> None:
+        """Hand messages (and changes to the open events) to the writer; returns without touching the disk.
+        They are committed within `commit_interval`, in order, and only then can be sent."""
+        self._check_size(messages)
+        self._writer.submit(messages, opened, closed)
 
-        Makes room first by dropping the oldest undelivered messages if the bounds require it.
-        """
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is committed (False if `timeout` passed first)."""
+        return self._writer.flush(timeout)
+
+    def put(self, messages: Sequence[NewMessage]) -> list[int]:
+        """Commit `messages` now (after what was submitted before) and return their sequence numbers."""
+        self._check_size(messages)
+        self._writer.flush()
+        return self._commit_batch(Batch(list(messages)))
+
+    def _check_size(self, messages: Sequence[NewMessage]) -> None:
         size = sum(m.size for m in messages)
         if size > self._config.max_bytes:
             raise ValueError(
                 f"{size} bytes of messages exceed the outbox's max_bytes {self._config.max_bytes}"
             )
+
+    def _commit_batch(self, batch: Batch) -> list[int]:
+        """One transaction: make room (dropping the oldest if the bounds require it), insert the messages,
+        record the open events; returns the messages' sequence numbers."""
+        messages = batch.messages
+        size = sum(m.size for m in messages)
         now = self._clock()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -170,16 +216,41 @@ class Outbox:
                         (m.camera, m.topic, m.payload, m.qos, int(m.retain), now, m.content_type, m.event_id),
                     )
                     seqs.append(int(cursor.lastrowid or 0))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO open_events (id, camera, start_time, last_seen, payload)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(e.id, e.camera, e.start_time, e.last_seen, e.payload) for e in batch.opened.values()],
+                )
+                self._db.executemany("DELETE FROM open_events WHERE id = ?", [(i,) for i in batch.closed])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._count += len(messages) - dropped[0]
             self._bytes += size - dropped[1]
+            batch.done = True  # counted on disk now, no longer as waiting (see __len__)
         if dropped[0]:
             self.dropped_full += dropped[0]
             self._note_drops(dropped[0], "full")
         return seqs
+
+    def _dropped_waiting(self, count: int, size: int) -> None:
+        """The writer dropped messages it could not commit in time (the disk stalled) to bound memory."""
+        self.dropped_full += count
+        self._note_drops(count, "full")
+
+    def open_events(self) -> list[OpenEvent]:
+        """The events that started and did not end (left by a daemon that was killed), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, camera, start_time, last_seen, payload FROM open_events ORDER BY start_time, id"
+            ).fetchall()
+        return [OpenEvent(str(i), str(c), float(s), float(t), bytes(p)) for i, c, s, t, p in rows]
+
+    def end_open_events(self, messages: Sequence[NewMessage], ended: Sequence[str]) -> None:
+        """Commit the `end` messages of open events left by an earlier run, and forget those events."""
+        self._writer.flush()
+        self._commit_batch(Batch(list(messages), closed=set(ended)))
 
     def _make_room(self, count: int, size: int) -> tuple[int, int]:
         excess_count = self._count + count - self._config.max_messages
@@ -279,6 +350,8 @@ class Outbox:
             self._last_drop_log = now
 
     def close(self) -> None:
+        """Commit what the writer holds, then close the database."""
+        self._writer.close()
         with self._lock:
             self._db.close()
             self._lock_handle.close()

@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from nvr.errors import ConfigError
-from nvr.events.payload import FaceEvent
+from nvr.events.payload import FaceEvent, end_after_restart
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.config import MqttConfig
 from nvr.mqtt.outbox import NewMessage
+from nvr.mqtt.writer import OpenEvent
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,29 @@ class MqttSink:
         self._retain_snapshots = retain_snapshots
         self.events_rejected = 0  # events that could not be encoded or were too large
         self.snapshots_rejected = 0  # snapshots too large (their event still goes out, without one)
+        self.ended_after_restart = self._end_previous_run()
         publisher.start()
+
+    def _end_previous_run(self) -> int:
+        """End the events a killed daemon left open: an `end` at their last sighting, through the outbox."""
+        outbox = self.publisher.outbox
+        left_open = outbox.open_events()
+        messages: list[NewMessage] = []
+        for event in left_open:
+            try:
+                payload = end_after_restart(event.payload, event.last_seen)
+            except (ValueError, KeyError, TypeError) as exc:  # a damaged record: forget it, say so
+                log.error("open event %s of camera %s cannot be ended: %s", event.id, event.camera, exc)
+                continue
+            messages.append(NewMessage(event.camera, self._topics.face(event.camera), payload, 1, False, JSON,
+                                       event.id))  # fmt: skip
+        if left_open:
+            outbox.end_open_events(messages, [event.id for event in left_open])
+            log.warning(
+                "ended %d face event(s) left open by the previous run (reason: daemon restarted)",
+                len(messages),
+            )
+        return len(messages)
 
     def _known_camera(self, camera: str) -> bool:
         try:
@@ -55,12 +78,27 @@ class MqttSink:
         return True
 
     def publish_events(self, events: Sequence[FaceEvent]) -> None:
-        """One frame's events in one outbox transaction: one disk sync per frame, not per event."""
+        """Hand one frame's events to the outbox's writer, which commits them off this (the detection) thread,
+        together with the open events' latest state."""
         messages: list[NewMessage] = []
+        opened: list[OpenEvent] = []
+        closed: list[str] = []
         for event in events:
-            messages += self._messages(event)
-        if messages:
-            self.publisher.send(messages)
+            event_messages = self._messages(event)
+            messages += event_messages
+            if event.type == "end":
+                closed.append(event.id)
+            elif event_messages:
+                payload = event_messages[-1].payload  # the event's own message comes after its images
+                opened.append(
+                    OpenEvent(event.id, event.camera, event.start_time, event.face.frame_time, payload)
+                )
+        if messages or closed:
+            self.publisher.outbox.submit(messages, opened, closed)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event handed over so far is committed to the outbox."""
+        return self.publisher.outbox.flush(timeout)
 
     def publish_event(self, event: FaceEvent) -> None:
         self.publish_events([event])
