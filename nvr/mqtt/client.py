@@ -339,7 +339,7 @@ class MqttPublisher:
                 done.append(seq)  # delivered, or refused for good: retrying would block the queue forever
                 self._retries.pop(seq, None)
         if done:
-            self.outbox.delete(done)
+            self.outbox.acknowledge(done)
 
     def _retry(self, seq: int, topic: str, reason: str) -> None:
         """A refusal that may pass later (quota exceeded, broker busy): send again from this message on,
@@ -348,7 +348,7 @@ class MqttPublisher:
         if tries > _MAX_RETRIES:
             self.counters["refused"] += 1
             self._refused(topic, f"{reason}, {_MAX_RETRIES} times", None)
-            self.outbox.delete([seq])
+            self.outbox.acknowledge([seq])
             del self._retries[seq]
             return
         log.warning(
@@ -395,7 +395,7 @@ class MqttPublisher:
             self._handed[info.mid] = (row.seq, row.topic)
             self._last_handed = row.seq
         if dropped:
-            self.outbox.delete(dropped)
+            self.outbox.acknowledge(dropped)
 
     def _too_big(self, topic: str, payload_size: int, properties_size: int) -> bool:
         """Whether the broker would refuse the packet. Sending it anyway would get us disconnected, and

@@ -102,6 +102,10 @@ class Outbox:
         self._lock_handle = self._lock_file(path)
         try:
             self._db = self._open(path)
+            # The sender reads through its own connection: in WAL mode a reader never waits for a commit
+            # (which can take tens of milliseconds on an SD card) and sees only committed rows.
+            self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            self._read_lock = threading.Lock()
         except BaseException:
             self._lock_handle.close()
             raise
@@ -222,12 +226,13 @@ class Outbox:
                     [(e.id, e.camera, e.start_time, e.last_seen, e.payload) for e in batch.opened.values()],
                 )
                 self._db.executemany("DELETE FROM open_events WHERE id = ?", [(i,) for i in batch.closed])
+                freed = self._delete_rows(sorted(batch.deleted))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._count += len(messages) - dropped[0]
-            self._bytes += size - dropped[1]
+            self._count += len(messages) - dropped[0] - freed[0]
+            self._bytes += size - dropped[1] - freed[1]
             batch.done = True  # counted on disk now, no longer as waiting (see __len__)
         if dropped[0]:
             self.dropped_full += dropped[0]
@@ -269,9 +274,10 @@ class Outbox:
         return len(drop_seqs), freed
 
     def pending(self, after_seq: int, limit: int) -> list[OutboxMessage]:
-        """The oldest messages with a sequence number above `after_seq`, in order."""
-        with self._lock:
-            rows = self._db.execute(
+        """The oldest messages with a sequence number above `after_seq`, in order (not those acknowledged)."""
+        deleting = self._writer.deleting()
+        with self._read_lock:
+            rows = self._reader.execute(
                 "SELECT seq, camera, topic, payload, qos, retain, created, content_type, event_id"
                 " FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
@@ -289,10 +295,16 @@ class Outbox:
                 created=float(created),
             )
             for seq, camera, topic, payload, qos, retain, created, content_type, event_id in rows
+            if seq not in deleting
         ]
 
+    def acknowledge(self, seqs: Sequence[int]) -> None:
+        """Delivered (or refused for good): deleted in the writer's next transaction, never sent again."""
+        if seqs:
+            self._writer.delete(seqs)
+
     def delete(self, seqs: Sequence[int]) -> None:
-        """Remove acknowledged (or refused) messages, in one transaction."""
+        """Remove messages now, in one transaction."""
         if not seqs:
             return
         with self._lock:
@@ -352,6 +364,7 @@ class Outbox:
     def close(self) -> None:
         """Commit what the writer holds, then close the database."""
         self._writer.close()
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._db.close()
             self._lock_handle.close()

@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 _LATE_LOG_INTERVAL = 10.0  # seconds between two warnings about late commits
 _RETRY_DELAY = 1.0  # seconds before a failed commit (disk full, I/O error) is tried again
+_DELETE_DELAY = 1.0  # seconds acknowledged rows may wait for a commit that has messages anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +50,16 @@ class Batch:
     messages: list[NewMessage] = field(default_factory=list)
     opened: dict[str, OpenEvent] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
+    deleted: set[int] = field(default_factory=set)  # outbox rows the broker acknowledged
     since: float | None = None  # monotonic time the oldest waiting item was submitted
     done: bool = False  # set by the commit function in the same critical section that counts the rows
 
     def __bool__(self) -> bool:
+        return bool(self.urgent or self.deleted)
+
+    @property
+    def urgent(self) -> bool:
+        """Holds something with a deadline (messages, open-event changes); deletions alone can wait."""
         return bool(self.messages or self.opened or self.closed)
 
     def merge_older(self, older: Batch) -> None:
@@ -61,6 +68,7 @@ class Batch:
         still_open = {k: v for k, v in older.opened.items() if k not in self.closed}
         self.opened = {**still_open, **self.opened}
         self.closed |= older.closed
+        self.deleted |= older.deleted
         if older.since is not None:
             self.since = older.since if self.since is None else min(self.since, older.since)
 
@@ -136,6 +144,20 @@ class OutboxWriter:
             self._submitted += 1
             self._cond.notify_all()
 
+    def delete(self, seqs: Iterable[int]) -> None:
+        """Queue acknowledged rows for deletion in the next commit. Not urgent: a delete lost to a crash
+        only means the message is sent once more (QoS 1 allows it), so it never costs a sync of its own."""
+        with self._cond:
+            self._waiting.deleted.update(seqs)
+            self._cond.notify_all()
+
+    def deleting(self) -> set[int]:
+        """Rows acknowledged but not deleted yet (the sender must not hand them out again)."""
+        with self._cond:
+            committing = self._committing
+            extra = committing.deleted if committing is not None and not committing.done else set()
+            return self._waiting.deleted | extra
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed; False if `timeout` passed first."""
         deadline = None if timeout is None else self._clock() + timeout
@@ -159,8 +181,17 @@ class OutboxWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._waiting and not self._stopping:
-                    self._cond.wait()
+                # Deletions alone wait (up to _DELETE_DELAY) to share a commit with new messages: one
+                # sync fewer per delivered batch, which a slow disk needs for the commits that matter.
+                waited_since = self._clock()
+                while not self._waiting.urgent and not self._stopping:
+                    if self._waiting.deleted:
+                        left = waited_since + _DELETE_DELAY - self._clock()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    else:
+                        self._cond.wait()
                 if not self._waiting and self._stopping:
                     return
                 batch = self._committing = self._waiting  # counted twice for an instant, never missed

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""The detection thread against a slow disk: events committed inline (the old way) or by the outbox writer.
+
+Drives the real `EventStage` + `MqttSink` + mosquitto at a camera's pace (`--fps` frames per second per
+camera, `--faces` faces each, an event per face per frame) and measures, per mode, in the same run:
+
+  * detection fps: frames the detection thread got through per second (it cannot beat the pace; it falls
+    behind when the sink blocks it), and its time per frame in the event stage (mean and p99);
+  * frame-to-event latency: from the stage being handed a frame to a subscriber receiving its event.
+
+Modes: `inline` commits each frame's events on the detection thread (a transaction with synchronous=full,
+as before the writer); `writer` hands them to the outbox writer. Make fsync slow on purpose, as on an SD
+card, by running the whole script under strace's fault injection:
+
+    strace -f --seccomp-bpf -e trace=fdatasync,fsync -e inject=fdatasync:delay_enter=50ms \\
+        -e inject=fsync:delay_enter=50ms -o /dev/null .venv/bin/python scripts/bench_outbox_writer.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from bench_events import events_config, frames, mosquitto  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from nvr.events.payload import FaceEvent  # noqa: E402
+from nvr.events.stage import EventStage  # noqa: E402
+from nvr.mqtt.config import MqttConfig, OutboxConfig  # noqa: E402
+from nvr.mqtt.outbox import NewMessage  # noqa: E402
+from nvr.mqtt.sink import MqttSink  # noqa: E402
+
+
+class InlineSink(MqttSink):
+    """The baseline: each frame's messages committed on the calling (detection) thread."""
+
+    def publish_events(self, events: Sequence[FaceEvent]) -> None:
+        messages: list[NewMessage] = []
+        for event in events:
+            messages += self._messages(event)
+        if messages:
+            outbox = self.publisher.outbox
+            outbox.put(messages)
+            if outbox.writer.on_commit is not None:
+                outbox.writer.on_commit()
+
+
+def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """One mode's figures."""
+    work = frames(args.cameras, args.faces, args.frames)
+    received: dict[float, float] = {}  # frame_time -> first arrival (monotonic)
+    done = threading.Event()
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{mode}")
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        frame_time = json.loads(message.payload)["frame_time"]
+        received.setdefault(frame_time, time.monotonic())
+
+    subscriber.on_message = on_message
+    subscriber.connect(host, port)
+    subscriber.subscribe("nvr/+/face", qos=1)
+    subscriber.loop_start()
+    config = MqttConfig(
+        host=host, port=port, node_id=f"bench-{mode}", stats_interval=0, discovery={"enabled": False},
+        outbox=OutboxConfig(path=workdir / f"{mode}.sqlite3"),
+    )  # fmt: skip
+    sink = (InlineSink if mode == "inline" else MqttSink)(config)
+    sink.publisher.wait_connected(10)
+    stage = EventStage(events_config(False), sink)
+    handed: dict[float, float] = {}  # frame_time -> when the stage got the frame
+    per_frame: list[float] = []
+    period = 1.0 / (args.fps * args.cameras)
+    started = time.monotonic()
+    for i, frame in enumerate(work):
+        due = started + i * period
+        now = time.monotonic()
+        if now < due:
+            time.sleep(due - now)
+        t0 = time.monotonic()
+        handed.setdefault(round(frame.capture_time, 6), t0)
+        stage.handle(frame)
+        per_frame.append(time.monotonic() - t0)
+    elapsed = time.monotonic() - started
+    stage.close()
+    deadline = time.monotonic() + 60
+    while sink.publisher.outbox_pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    sink.close()
+    subscriber.loop_stop()
+    subscriber.disconnect()
+    done.set()
+    latencies = [received[t] - handed[t] for t in sorted(handed) if t in received]
+    if args.verbose:
+        print(mode, "latency ms over time:", [round(v * 1e3) for v in latencies[:: max(1, len(latencies) // 40)]])
+    writer = sink.publisher.outbox.writer
+    return {
+        "fps": len(work) / elapsed,
+        "stage_ms": statistics.fmean(per_frame) * 1e3,
+        "stage_p99_ms": sorted(per_frame)[int(0.99 * (len(per_frame) - 1))] * 1e3,
+        "latency_ms": statistics.median(latencies) * 1e3,
+        "latency_p95_ms": sorted(latencies)[int(0.95 * (len(latencies) - 1))] * 1e3,
+        "events": stage.events_out,
+        "commits": writer.commits if mode == "writer" else float(len(work)),
+        "late": writer.late_commits,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--fps", type=float, default=10.0, help="frames per second per camera")
+    parser.add_argument("--cameras", type=int, default=2)
+    parser.add_argument("--faces", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=200, help="frames per camera")
+    parser.add_argument("--verbose", action="store_true", help="print latencies over the run")
+    args = parser.parse_args()
+    results = {}
+    with mosquitto() as (host, port), tempfile.TemporaryDirectory() as tmp:
+        for mode in ("inline", "writer"):
+            results[mode] = run(mode, host, port, args, Path(tmp))
+    target = args.fps * args.cameras
+    print(f"\n{args.cameras} cameras x {args.fps:g} fps (pace {target:g} frames/s), {args.faces} faces, "
+          f"{args.frames} frames per camera")  # fmt: skip
+    header = ("mode", "fps", "stage ms", "p99 ms", "latency ms", "p95 ms", "events", "commits", "late")
+    print(f"{header[0]:8}" + "".join(f"{h:>11}" for h in header[1:]))
+    for mode, r in results.items():
+        keys = ("fps", "stage_ms", "stage_p99_ms", "latency_ms", "latency_p95_ms", "events", "commits")
+        print(f"{mode:8}" + "".join(f"{r[k]:11.1f}" for k in keys) + f"{r['late']:11.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
