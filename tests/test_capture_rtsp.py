@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nvr.capture import Backoff, CameraSpec, CaptureState
+from nvr.capture.spec import Transport
 from nvr.contracts.frameslots import RingLayout
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.imaging import letterbox_into
@@ -187,3 +188,49 @@ def test_stop_is_clean_while_ffmpeg_blocks_on_a_silent_stream(
     assert cam.process.stats().state == CaptureState.STREAMING
     # SIGTERM, then SIGKILL after 5 s: exit code 0 means it left on its own, well before its read timeout.
     assert cam.process.stop(timeout=5.0) == 0
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_a_silent_camera_is_noticed_within_the_read_timeout(
+    transport: Transport, rtsp_server: type[RtspServer], start_camera: StartCamera, clip: Path
+) -> None:
+    """Connected but sending nothing for 12 s with read_timeout 5: noticed within read_timeout + 2 s."""
+    server = rtsp_server(clip)
+    server.start()
+    spec = CameraSpec(
+        "silent", server.url, detect_fps=5, read_timeout=5, backoff=Backoff(0.5, 1.0), transport=transport
+    )
+    cam = start_camera(spec)
+    cam.wait_for(lambda: len(cam.received) >= 3, 20, "first frames")
+    last_frame = cam.process.stats().last_frame_time
+    server.command("stall")  # the connection stays open, media stops (for 12 s)
+    stalled_at = time.time()
+    cam.wait_for(
+        lambda: cam.process.stats().state == CaptureState.RECONNECTING, 12, "the read timeout to fire"
+    )
+    noticed = time.time()
+    # Measured from the last frame the decoder got (the server may send a few after reading the command).
+    silent_for = noticed - max(last_frame, cam.process.stats().last_frame_time)
+    print(f"silent camera noticed after {silent_for:.2f} s (read_timeout {spec.read_timeout:g} s)")
+    assert silent_for <= spec.read_timeout + 2.0
+    assert noticed - stalled_at >= spec.read_timeout - 1.0  # the read timeout, not a disconnect
+    server.command("resume")
+
+
+def test_a_camera_silent_from_its_connection_is_noticed_within_the_read_timeout(
+    rtsp_server: type[RtspServer], start_camera: StartCamera, clip: Path
+) -> None:
+    """The server answers the RTSP handshake but sends no media (a reconnect to a camera gone silent):
+    noticed within read_timeout + 2 s of connecting, not after the (longer) open_timeout."""
+    server = rtsp_server(clip)
+    server.start()
+    server.command("stall")
+    spec = CameraSpec("mute", server.url, open_timeout=10, read_timeout=5, backoff=Backoff(30, 30))
+    cam = start_camera(spec)
+    connecting = cam.wait_for(lambda: cam.process.stats().state == CaptureState.CONNECTING, 20, "connecting")
+    noticed = cam.wait_for(
+        lambda: cam.process.stats().state == CaptureState.RECONNECTING, 15, "the read timeout to fire"
+    )
+    print(f"camera silent from its connection noticed after {noticed - connecting:.2f} s")
+    assert noticed - connecting <= spec.read_timeout + 2.0
+    assert cam.process.stats().frames_decoded == 0

@@ -47,6 +47,10 @@ def open_source(spec: CameraSpec) -> OpenSource:
         # Probing the frame rate would read about a second of video on every (re)connect; the decoder
         # takes its parameters from the stream itself, so half a second of probing is plenty.
         options["analyzeduration"] = "500000"
+        # The socket's own I/O timeout (microseconds), besides PyAV's per-read interrupt: a connection
+        # that stays open but carries no media fails within read_timeout whatever the demuxer does inside
+        # one read (keep-alives, RTCP, a UDP-to-TCP fallback).
+        options["timeout"] = str(int(spec.read_timeout * 1_000_000))
         if spec.transport == "udp":
             options["buffer_size"] = str(4 << 20)  # a 1080p keyframe overflows the default socket buffer
             options["reorder_queue_size"] = "64"
