@@ -17,6 +17,7 @@ from typing import Any, Literal
 import structlog
 
 from nvr.errors import ConfigError
+from nvr.redact import redact_text
 
 log = structlog.get_logger("nvr.metrics")
 
@@ -124,6 +125,7 @@ class MetricsServer:
 
     @staticmethod
     def _reply(request: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes) -> None:
+        body = redact_text(body.decode()).encode()  # no label or detail may carry a credential
         request.send_response(status)
         request.send_header("Content-Type", content_type)
         request.send_header("Content-Length", str(len(body)))

@@ -6,7 +6,8 @@ camera, `--faces` faces each, an event per face per frame) and measures, per mod
 
   * detection fps: frames the detection thread got through per second (it cannot beat the pace; it falls
     behind when the sink blocks it), and its time per frame in the event stage (mean and p99);
-  * frame-to-event latency: from the stage being handed a frame to a subscriber receiving its event.
+  * frame-to-event latency: from a frame being due (by the pace) to a subscriber receiving its event,
+    so a detection thread that falls behind shows in it.
 
 Modes: `inline` commits each frame's events on the detection thread (a transaction with synchronous=full,
 as before the writer); `writer` hands them to the outbox writer. Make fsync slow on purpose, as on an SD
@@ -79,7 +80,7 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
     sink = (InlineSink if mode == "inline" else MqttSink)(config)
     sink.publisher.wait_connected(10)
     stage = EventStage(events_config(False), sink)
-    handed: dict[float, float] = {}  # frame_time -> when the stage got the frame
+    handed: dict[float, float] = {}  # frame_time -> when the frame was due (a late stage adds to latency)
     per_frame: list[float] = []
     period = 1.0 / (args.fps * args.cameras)
     started = time.monotonic()
@@ -89,7 +90,7 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
         if now < due:
             time.sleep(due - now)
         t0 = time.monotonic()
-        handed.setdefault(round(frame.capture_time, 6), t0)
+        handed.setdefault(round(frame.capture_time, 6), due)  # when the frame was there to be handled
         stage.handle(frame)
         per_frame.append(time.monotonic() - t0)
     elapsed = time.monotonic() - started

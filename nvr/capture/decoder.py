@@ -28,7 +28,7 @@ from nvr.capture.stats import CaptureState, RateMeter, StatsBlock
 from nvr.contracts.frameslots import FrameReady, FrameRing
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.imaging import Resizer
-from nvr.redact import redact_url
+from nvr.redact import redact_url, register_secrets_of
 
 Notify = Callable[[FrameReady], None]
 STOP_GRACE = 1.0  # seconds the loop gets to wind down after a stop request before it is abandoned
@@ -270,6 +270,7 @@ def run_capture(
     log_setup: Callable[[], None] | None = None,
 ) -> None:
     """Entry point of a decoder process: attach the ring, handle SIGTERM, run the loop, detach."""
+    register_secrets_of(spec.url)  # this process's log lines mask them wherever they appear
     if log_setup is not None:
         log_setup()
     _exit_with_parent()

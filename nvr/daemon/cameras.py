@@ -22,7 +22,7 @@ from nvr.config.models import CaptureConfig
 from nvr.contracts.frameslots import FrameReady, RingLayout
 from nvr.detection.pipeline import DetectionPipeline
 from nvr.detection.zones import FaceFilter
-from nvr.redact import redact_url
+from nvr.redact import redact_url, register_secrets_of
 
 log = structlog.get_logger("nvr.daemon")
 
@@ -49,6 +49,7 @@ class CameraPlan:
 
 
 def camera_spec(camera: CameraConfig, capture: CaptureConfig) -> CameraSpec:
+    register_secrets_of(camera.url)  # masked in every log line from here on, wherever they appear
     return CameraSpec(
         name=camera.name,
         url=camera.url,
