@@ -105,7 +105,8 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
     done.set()
     latencies = [received[t] - handed[t] for t in sorted(handed) if t in received]
     if args.verbose:
-        print(mode, "latency ms over time:", [round(v * 1e3) for v in latencies[:: max(1, len(latencies) // 40)]])
+        step = max(1, len(latencies) // 40)
+        print(mode, "latency ms over time:", [round(v * 1e3) for v in latencies[::step]])
     writer = sink.publisher.outbox.writer
     return {
         "fps": len(work) / elapsed,
