@@ -190,7 +190,7 @@ class Daemon:
             set_level(config.logging.level)
         plan = self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         if self._pipeline is not None and config.detector == self.config.detector:
-            self._pipeline.postprocessor.score_threshold = min_threshold(config)
+            self._pipeline.set_threshold(min_threshold(config))
         self.config = config
         log.info("configuration reloaded", reason=reason, changes=plan.describe())
         self._notifier.ready(self._describe_status())
