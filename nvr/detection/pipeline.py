@@ -49,7 +49,7 @@ __all__ = [
     "CameraCounters", "DetectionPipeline", "FrameSink", "PipelineCounters", "ReadyQueue", "per_camera_limit",
 ]  # fmt: skip
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 _POLL_S = 0.25  # how long either thread waits before looking at the stop flag again
 PER_CAMERA_IN_FLIGHT = 2
 
