@@ -212,7 +212,7 @@ def test_the_readme_quick_start_command_reaches_face_events(tmp_path: Path) -> N
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if "face new" in line and "camera=demo" in line:
+            if "face new" in line and ('"camera": "demo"' in line or "camera=demo" in line):  # JSON, console
                 face_seen.set()
 
     reader = threading.Thread(target=read, daemon=True)
