@@ -19,7 +19,7 @@ import structlog
 from nvr.errors import ConfigError
 from nvr.redact import redact_text
 
-log = structlog.get_logger("nvr.metrics")
+log = structlog.get_logger(__name__)
 
 MetricType = Literal["counter", "gauge"]
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The detection thread against a slow disk: events committed inline (the old way) or by the outbox writer.
 
-Drives the real `EventStage` + `MqttSink` + mosquitto at a camera's pace (`--fps` frames per second per
-camera, `--faces` faces each, an event per face per frame) and measures, per mode, in the same run:
+Drives the real tracking and event stages (`FaceStages`) + `MqttSink` + mosquitto at a camera's pace
+(`--fps` frames per second per camera, `--faces` faces each, an event per face per frame) and measures, per
+mode, in the same run:
 
   * detection fps: frames the detection thread got through per second (it cannot beat the pace; it falls
     behind when the sink blocks it), and its time per frame in the event stage (mean and p99);
@@ -37,8 +38,8 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from bench_events import events_config, frames, mosquitto  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from nvr.daemon.stages import FaceStages  # noqa: E402
 from nvr.events.payload import FaceEvent  # noqa: E402
-from nvr.events.stage import EventStage  # noqa: E402
 from nvr.mqtt.config import MqttConfig, OutboxConfig  # noqa: E402
 from nvr.mqtt.outbox import NewMessage  # noqa: E402
 from nvr.mqtt.sink import MqttSink  # noqa: E402
@@ -79,7 +80,7 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
     )  # fmt: skip
     sink = (InlineSink if mode == "inline" else MqttSink)(config)
     sink.publisher.wait_connected(10)
-    stage = EventStage(events_config(False), sink)
+    stage = FaceStages(events_config(False), sink)
     handed: dict[float, float] = {}  # frame_time -> when the frame was due (a late stage adds to latency)
     per_frame: list[float] = []
     period = 1.0 / (args.fps * args.cameras)

@@ -35,7 +35,12 @@ def test_submit_returns_while_a_commit_is_stuck_and_batches_what_waited() -> Non
 
     writer = OutboxWriter(commit, commit_interval=0.1, max_messages=10_000)
     writer.submit([message(0)])  # the writer takes it and blocks in commit
-    submitter = threading.Thread(target=lambda: [writer.submit([message(i)]) for i in range(1, 500)])
+
+    def submit_the_rest() -> None:
+        for i in range(1, 500):
+            writer.submit([message(i)])
+
+    submitter = threading.Thread(target=submit_the_rest)
     submitter.start()
     submitter.join(30)
     assert not submitter.is_alive(), "submit waited for the disk"

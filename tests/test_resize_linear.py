@@ -16,13 +16,15 @@ import numpy.typing as npt
 import pytest
 from conftest import asset_path
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
 from nvr.contracts.geometry import Letterbox
-from nvr.contracts.imaging import Resizer, RgbImage, letterbox_into, load_rgb, resize_linear
+from nvr.contracts.imaging import Resizer, letterbox_into, load_rgb, resize_linear
 from nvr.detector import FaceDetector, open_detector
 from nvr.evaluation.groundtruth import SETTINGS, load_ground_truth
+from nvr.evaluation.predictions import detections_to_wider
 from nvr.evaluation.protocol import evaluate
-from nvr.evaluation.widerface import EVAL_SCORE_THRESHOLD, detections_to_wider, find_images
+from nvr.evaluation.widerface import EVAL_SCORE_THRESHOLD, find_images
 
 MODEL = "models/scrfd/det_2.5g.onnx"
 ASSET_IMAGES = "images"
@@ -85,7 +87,7 @@ def test_video_frames_resize_like_their_rgb_picture() -> None:
     """A decoded frame (YUV) is converted to RGB at its own size, then resized exactly like a still."""
     rgb = textured(1280, 720, seed=3)
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-    as_rgb = frame.to_ndarray(format="rgb24")
+    as_rgb = np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
     resizer = Resizer()
     from_frame = np.zeros((640, 640, 3), np.uint8)
     from_still = np.zeros((640, 640, 3), np.uint8)

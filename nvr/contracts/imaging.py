@@ -19,14 +19,13 @@ from typing import Literal
 import av
 import cv2
 import numpy as np
-import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.geometry import Letterbox
 from nvr.errors import InputFileError
 
-RgbImage = npt.NDArray[np.uint8]  # H x W x 3, RGB
 Filter = Literal["LINEAR", "AREA", "BILINEAR"]  # LINEAR: INTER_LINEAR (model inputs); others: swscale's
 
 

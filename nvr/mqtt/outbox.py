@@ -15,7 +15,6 @@ open (`open_events`).
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import sqlite3
 import threading
@@ -25,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import structlog
+
 from nvr.errors import ConfigError, InputFileError
 from nvr.mqtt.config import OutboxConfig
 from nvr.mqtt.writer import Batch, OpenEvent, OutboxWriter
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 2  # 2: open_events (a version-1 file is upgraded in place)
 _SCHEMA = """
@@ -114,7 +115,7 @@ class Outbox:
         ).fetchone()
         self._count, self._bytes = int(count), int(size)
         if self._count:
-            log.info("outbox %s holds %d undelivered message(s) from an earlier run", self.path, self._count)
+            log.info("outbox holds messages from an earlier run", path=str(self.path), count=self._count)
         self._writer = OutboxWriter(
             self._commit_batch, config.commit_interval, config.max_messages, on_drop=self._dropped_waiting
         )
@@ -351,12 +352,12 @@ class Outbox:
         now = time.monotonic()
         if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
             log.warning(
-                "outbox %s: dropped %d undelivered message(s) (%s; %d full, %d expired since start)",
-                self.path,
-                self._unlogged_drops,
-                "outbox full" if reason == "full" else "older than max_age",
-                self.dropped_full,
-                self.dropped_expired,
+                "outbox dropped undelivered messages",
+                path=str(self.path),
+                count=self._unlogged_drops,
+                reason="outbox full" if reason == "full" else "older than max_age",
+                full_since_start=self.dropped_full,
+                expired_since_start=self.dropped_expired,
             )
             self._unlogged_drops = 0
             self._last_drop_log = now
