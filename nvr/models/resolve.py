@@ -14,6 +14,7 @@ resolves through here, so each error is written once.
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import os
 from collections.abc import Callable
@@ -100,9 +101,12 @@ def _from_catalogue(name: str, backend: str, family: str) -> ResolvedModel:
     entries = load_catalogue()
     named = [e for e in entries if e.id == name] or [e for e in entries if e.family == name]
     if not named:
-        known = ", ".join(sorted({e.family for e in entries}))
+        families = sorted({e.family for e in entries})
+        close = difflib.get_close_matches(name, [*families, *(e.id for e in entries)], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ModelError(
-            f"{name!r} is neither a model file nor a catalogue model (`nvr models list`; families: {known})"
+            f"{name!r} is neither a model file nor a catalogue model ({hint}`nvr models list` shows them; "
+            f"families: {', '.join(families)})"
         )
     preferred = _backend_preference(backend)
     for key in preferred:
