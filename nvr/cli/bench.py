@@ -126,6 +126,7 @@ class _CountingSink:
 
     def __init__(self, warmup: int, total: int) -> None:
         self.frames = self.faces = 0
+        self.handled: dict[str, int] = {}  # per camera
         self.first = max(warmup, 1)  # measuring starts when this frame is done
         self.total = total
         self.started: tuple[float, float] = (0.0, 0.0)  # wall, CPU
@@ -135,6 +136,7 @@ class _CountingSink:
     def handle(self, result: FrameResult) -> None:
         with self.changed:
             self.frames += 1
+            self.handled[result.camera] = self.handled.get(result.camera, 0) + 1
             if self.first < self.frames <= self.total:
                 self.faces += len(result.detections)
             if self.frames in (self.first, self.total):
@@ -162,14 +164,16 @@ class _Camera(threading.Thread):
     def run(self) -> None:
         assert self.letterbox is not None
         counters = self.pipeline.counters.cameras[self.camera]
+        sink = self.pipeline.sink
         index = 0
         while not self.stop.is_set():
-            finished = counters.processed + counters.superseded + counters.stale + counters.torn
-            finished += counters.dropped + counters.failed
-            slot = self.ring.begin_write() if index - finished < self.keep_posted else None
-            if slot is None:
-                time.sleep(0.0002)
-                continue
+            with sink.changed:  # notified per frame handled: no polling to pay for
+                finished = sink.handled.get(self.camera, 0) + counters.superseded + counters.stale
+                finished += counters.torn + counters.dropped + counters.failed
+                slot = self.ring.begin_write() if index - finished < self.keep_posted else None
+                if slot is None:
+                    sink.changed.wait(0.05)  # the timeout covers frames finished without reaching the sink
+                    continue
             self.ring.commit(
                 slot, index, pts=0.0, wall_time=time.time(), model_letterbox=self.letterbox,
                 snapshot_letterbox=None,
