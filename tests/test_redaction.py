@@ -14,15 +14,20 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 import pytest
 from conftest import asset_path
 from mosquitto import free_port
 from nvr_daemon import NvrDaemon
-from rtsp import RtspServer
 
 from nvr.redact import redact_text, redact_url, register_secrets_of
+
+if TYPE_CHECKING:  # the fixture module is registered as a plugin below, not imported
+    from rtsp import RtspServer
+
+pytest_plugins = ("rtsp",)  # fixture: rtsp_server (servers are stopped at teardown)
 
 NASTY = "@:/?#%"
 
@@ -66,9 +71,11 @@ def test_registered_secrets_are_masked_outside_urls_too() -> None:
 
 
 @pytest.mark.slow
-def test_no_credential_reaches_a_log_line_metrics_or_healthz(tmp_path: Path) -> None:
+def test_no_credential_reaches_a_log_line_metrics_or_healthz(
+    tmp_path: Path, rtsp_server: type[RtspServer]
+) -> None:
     """Real capture error paths in the real daemon, with nasty user names and passwords."""
-    server = RtspServer(asset_path("video/hamilton_clip.mp4"))
+    server = rtsp_server(asset_path("video/hamilton_clip.mp4"))
     server.start()
     closed_port = free_port()
     # FFmpeg splits the userinfo at the last '@' before the first '/', so '/', '?' and '#' must be
@@ -108,7 +115,6 @@ def test_no_credential_reaches_a_log_line_metrics_or_healthz(tmp_path: Path) -> 
         daemon.stop()
     finally:
         daemon.close()
-        server.stop()
     lines = daemon.raw
     lost = [json.loads(line) for line in lines if '"capture lost"' in line]
     assert len(lost) >= len(cameras) and all("***@" in line["url"] for line in lost)
