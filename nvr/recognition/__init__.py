@@ -1,0 +1,1 @@
+"""Face recognition: the face library, matching, per-track identity, strangers and presence."""
