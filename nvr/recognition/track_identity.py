@@ -142,7 +142,7 @@ class TrackIdentities:
         return True
 
     def add(self, key: Hashable, embedding: FloatArray, quality: float) -> Decision | None:
-        """One good embedding of the track's face; a decision when the track's identity is decided or changed."""
+        """One good embedding of the track's face; a decision when its identity is decided or changed."""
         track = self._tracks.get(key)
         if track is None:
             return None  # the track ended while its face was being embedded
