@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nvr.backends.base import InferenceBackend
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.imaging import RgbImage, letterbox_into
+from nvr.contracts.imaging import letterbox_into
 from nvr.errors import InputFileError, ModelError
 from nvr.postprocess.base import Postprocessor
 
