@@ -1,1 +1,1 @@
-"""Face recognition: the face library, matching, per-track identity, strangers and presence."""
+"""Face recognition: the face library (SQLite), the matcher, and the recognition stage of the daemon."""
