@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
 from nvr.contracts.faces import SCRFD_LANDMARKS
+from nvr.recognition.library import FaceLibrary, PersonError
 from nvr.recognition.quality import QualityLimits, assess, pose, sharpness
+from nvr.recognition.strangers import StrangerStore
 from nvr.recognition.track_identity import IdentityRules, PersonScore, TokenBucket, TrackIdentities
 
 # The ArcFace template's landmarks: a perfectly frontal face, 112 px.
@@ -164,3 +168,70 @@ def test_per_track_interval_and_global_budget() -> None:
     clock.now += 0.5
     assert ids.want("c", 0.0)
     assert ids.add("gone", ALICE, 1.0) is None
+
+
+# --- stranger groups ---------------------------------------------------------------------------------------
+
+
+def test_the_same_unknown_face_joins_its_group_and_a_new_one_starts_another(tmp_path: Path) -> None:
+    library = FaceLibrary(tmp_path / "faces.db")
+    store = StrangerStore(library.path)
+    before = library.version()
+    a, b = unit([1, 0, 0, 0]), unit([0, 1, 0, 0])
+    first = store.record(a, "m1", b"jpeg1", camera="door", event_id="e1", time=10.0, join_threshold=0.5)
+    again = store.record(unit([0.9, 0.2, 0, 0]), "m1", b"jpeg2", camera="yard", event_id="e2", time=20.0,
+                         join_threshold=0.5)  # fmt: skip
+    other = store.record(b, "m1", b"jpeg3", camera="door", event_id="e3", time=30.0, join_threshold=0.5)
+    assert first.name == "unknown_1" and again.id == first.id and other.name == "unknown_2"
+    assert again.sightings == 2 and again.cameras == ("door", "yard") and again.faces == 2
+    assert (again.first_seen, again.last_seen) == (10.0, 20.0)
+    assert library.version() > before, "stranger changes bump the library's change counter"
+    assert [g.name for g in store.groups()] == ["unknown_1", "unknown_2"]
+    assert store.face_crop(store.faces(first)[1].id) == b"jpeg2"
+    # Another model's embeddings are never compared: a new group.
+    assert store.record(a, "m2", b"x", camera="door", event_id="e4", time=40.0, join_threshold=0.5).id == 3
+
+
+def test_naming_a_group_enrols_its_crops_with_their_embeddings(tmp_path: Path) -> None:
+    library = FaceLibrary(tmp_path / "faces.db")
+    store = StrangerStore(library.path)
+    a = unit([1, 0, 0, 0])
+    for i in range(3):
+        store.record(
+            a, "m1", f"jpeg{i}".encode(), camera="door", event_id=f"e{i}", time=i, join_threshold=0.5
+        )
+    person, added = store.name(library, "unknown_1", "Alice")
+    assert added == 3 and person.name == "Alice" and person.slug == "alice"
+    matrix, owners = library.embedding_matrix("m1")
+    assert matrix.shape == (3, 4) and owners == [person.id] * 3
+    assert library.sample_crop(library.samples(person)[0].id) == b"jpeg0"
+    assert store.groups() == []
+    # An existing person gets more samples; an unknown group is a one-line error.
+    store.record(a, "m1", b"more", camera="door", event_id="e9", time=9, join_threshold=0.5)
+    (group,) = store.groups()
+    person2, _ = store.name(library, group.name, "alice")
+    assert person2.id == person.id and len(library.samples(person)) == 4
+    with pytest.raises(PersonError, match="unknown_7"):
+        store.name(library, "unknown_7", "Bob")
+
+
+def test_merge_and_remove_groups(tmp_path: Path) -> None:
+    library = FaceLibrary(tmp_path / "faces.db")
+    store = StrangerStore(library.path)
+    store.record(unit([1, 0, 0, 0]), "m1", b"a", camera="door", event_id="e1", time=1, join_threshold=0.9)
+    store.record(unit([0, 1, 0, 0]), "m1", b"b", camera="yard", event_id="e2", time=2, join_threshold=0.9)
+    merged = store.merge("unknown_2", "unknown_1")
+    assert merged.sightings == 2 and merged.faces == 2 and merged.cameras == ("door", "yard")
+    assert [g.name for g in store.groups()] == ["unknown_1"]
+    store.remove("unknown_1")
+    assert store.groups() == []
+    # Group numbers are never reused: a later stranger is not mistaken for a forgotten one.
+    group = store.record(
+        unit([1, 0, 0, 0]), "m1", b"c", camera="door", event_id="e3", time=3, join_threshold=0.9
+    )
+    assert group.name == "unknown_3"
+    # The library still opens (the extra tables do not make it "not a library").
+    library.close()
+    store.close()
+    with FaceLibrary(tmp_path / "faces.db", create=False) as reopened:
+        assert reopened.people() == []
