@@ -272,15 +272,12 @@ class StrangerStore:
             ).fetchall()
         if not rows:
             raise PersonError(f"{target.name} has no face crops left to enrol")
-        person = library.person_by_name(name) or library.add_person(name)
-        for _, event_id, crop, model_id, blob in rows:
-            library.add_sample(
-                person,
-                bytes(crop),
-                {str(model_id): np.frombuffer(blob, np.float32)},
-                f"{target.name} {event_id}",
-            )
-        # Only now: a failure above leaves the group to name again (no face is lost).
+        samples = [
+            (bytes(crop), {str(model_id): np.frombuffer(blob, np.float32)}, f"{target.name} {event_id}")
+            for _, event_id, crop, model_id, blob in rows
+        ]
+        person, _ = library.enrol(name, samples)  # one transaction: all samples or none
+        # Only now: a failure above leaves the group as it was, to name again.
         self.remove(target)
         return person, len(rows)
 
