@@ -50,6 +50,11 @@ class CameraConfig(StrictModel):
                 "camera names use letters, digits, '_' and '-' (up to 48, starting with a letter or digit), "
                 f"got {name!r}"
             )
+        from nvr.mqtt.topics import RESERVED_CAMERA_NAMES  # the topic layout owns its reserved words
+
+        if name.lower() in RESERVED_CAMERA_NAMES:
+            reserved = ", ".join(sorted(RESERVED_CAMERA_NAMES))
+            raise ValueError(f"camera name {name!r} is reserved for nvr's own MQTT topics ({reserved})")
         return name
 
     @field_validator("url")

@@ -292,3 +292,24 @@ def _group(row: tuple[object, ...]) -> StrangerGroup:
         tuple(filter(None, str(cameras).split(","))),
         int(faces),  # type: ignore[call-overload]
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StrangerEvent:
+    """A track decided unknown, once per track while still in view (`<prefix>/<camera>/face/stranger`)."""
+
+    event_id: str
+    camera: str
+    time: float  # capture time of the frame the decision was made on
+    group: str | None  # unknown_<n>, or None when the group could not be recorded
+    snapshot: bool  # the event's snapshot was published on <prefix>/<camera>/face/snapshot
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "event_type": "stranger",
+            "event_id": self.event_id,
+            "camera": self.camera,
+            "time": round(self.time, 6),
+            "group": self.group,
+            "snapshot": self.snapshot,
+        }
