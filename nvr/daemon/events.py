@@ -9,9 +9,9 @@ from pathlib import Path
 import structlog
 
 from nvr.config import NvrConfig
+from nvr.daemon.stages import FaceStages
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
-from nvr.events.stage import EventStage
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
 
@@ -29,10 +29,11 @@ def state_dir(config: NvrConfig) -> Path:
 
 
 class EventOutput:
-    """Owns the event stage (used by the detection thread), its sink and, with a broker, the publisher."""
+    """Owns the stages after detection (run by the detection thread), their sink and, with a broker, the
+    publisher."""
 
     def __init__(
-        self, stage: EventStage, sink: EventSink, description: str, publisher: MqttPublisher | None = None
+        self, stage: FaceStages, sink: EventSink, description: str, publisher: MqttPublisher | None = None
     ) -> None:
         self.stage = stage
         self.sink = sink
@@ -67,11 +68,11 @@ def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
             stats_provider=stats,
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        output = EventOutput(EventStage(config.events, mqtt_sink, cameras), mqtt_sink, description)
+        output = EventOutput(FaceStages(config.events, mqtt_sink, cameras), mqtt_sink, description)
         output.publisher = mqtt_sink.publisher
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    return EventOutput(EventStage(config.events, sink, cameras), sink, description)
+    return EventOutput(FaceStages(config.events, sink, cameras), sink, description)
