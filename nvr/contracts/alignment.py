@@ -112,7 +112,7 @@ def align_face(
 
 def warp_aligned(pixels: RgbImage, matrix: Float64Array) -> RgbImage:
     """The 112x112 crop of `pixels` under `matrix` (image -> template coordinates), bilinear."""
-    return warp_affine(pixels, invert_similarity(matrix)[None], ARCFACE_SIZE)[0]
+    return np.asarray(warp_affine(pixels, invert_similarity(matrix)[None], ARCFACE_SIZE)[0])
 
 
 def align_to_template(pixels: RgbImage, landmarks: FloatArray, names: tuple[str, ...]) -> RgbImage | None:

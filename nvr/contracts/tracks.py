@@ -51,6 +51,9 @@ class TrackedFrame:
     ended: tuple[EndedTrack, ...] = ()
     # Filled downstream of tracking by the recognition stage: who each track is, by track id.
     identities: dict[int, Identity] = field(default_factory=dict)
+    # Tracks the recognition stage just decided are strangers (once per track), with their stranger group
+    # (`unknown_<n>`, None when it could not be recorded).
+    strangers: dict[int, str | None] = field(default_factory=dict)
 
     def track_ids(self) -> IndexArray:
         """The track id of each of the frame's detections, `NOT_TRACKED` for those the tracker ignored."""
