@@ -41,6 +41,9 @@ class CameraConfig(StrictModel):
     # Polygons in fractions of the frame (0..1, x then y), so they survive a change of stream resolution.
     region: Polygon | None = Field(default=None, description="only faces whose centre is inside count")
     masks: list[Polygon] = Field(default_factory=list, description="faces whose centre is inside are ignored")
+    recognition: bool = Field(
+        default=True, description="recognise faces on this camera (recognition.enabled)"
+    )
 
     @field_validator("name")
     @classmethod

@@ -95,7 +95,9 @@ class Daemon:
             log.warning("removed shared memory left by a previous run", segments=removed)
         model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
         self._model = model
-        self._events = open_event_output(config, [c.name for c in config.enabled_cameras])
+        self._events = open_event_output(
+            config, [c.name for c in config.enabled_cameras], self.config_path.parent
+        )
         self._ready_queue = capture_context().Queue()
         capture = config.capture
         pipeline = DetectionPipeline(

@@ -9,6 +9,7 @@ from pathlib import Path
 import structlog
 
 from nvr.config import NvrConfig
+from nvr.daemon.recognition import RecognitionSetup, open_recognition
 from nvr.daemon.stages import FaceStages
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
@@ -33,9 +34,15 @@ class EventOutput:
     publisher."""
 
     def __init__(
-        self, stage: FaceStages, sink: EventSink, description: str, publisher: MqttPublisher | None = None
+        self,
+        stage: FaceStages,
+        sink: EventSink,
+        description: str,
+        publisher: MqttPublisher | None = None,
+        recognition: RecognitionSetup | None = None,
     ) -> None:
         self.stage = stage
+        self.recognition = recognition or RecognitionSetup()
         self.sink = sink
         self.description = description
         self.publisher = publisher
@@ -47,13 +54,23 @@ class EventOutput:
         try:
             self.stage.close()
         finally:
+            self.recognition.close()
             if self.publisher is not None:
                 self.publisher.stop(max(0.5, timeout))
             else:
                 self.sink.close()
 
 
-def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
+def _stages(
+    config: NvrConfig, sink: EventSink, cameras: list[str], config_dir: Path
+) -> tuple[FaceStages, RecognitionSetup]:
+    setup = open_recognition(config, config_dir, state_dir(config), sink)
+    wiring = (setup.output, setup.factory) if setup.output is not None and setup.factory is not None else None
+    return FaceStages(config.events, sink, cameras, recognition=wiring), setup
+
+
+def open_event_output(config: NvrConfig, cameras: list[str], config_dir: Path | None = None) -> EventOutput:
+    config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
     if mqtt is not None:
         output: EventOutput | None = None
@@ -68,11 +85,12 @@ def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
             stats_provider=stats,
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        output = EventOutput(FaceStages(config.events, mqtt_sink, cameras), mqtt_sink, description)
-        output.publisher = mqtt_sink.publisher
+        stages, setup = _stages(config, mqtt_sink, cameras, config_dir)
+        output = EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher, setup)
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    return EventOutput(FaceStages(config.events, sink, cameras), sink, description)
+    stages, setup = _stages(config, sink, cameras, config_dir)
+    return EventOutput(stages, sink, description, recognition=setup)

@@ -18,6 +18,7 @@ background (by the same worker, between faces).
 from __future__ import annotations
 
 import contextlib
+import io
 import queue
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 import structlog
+from PIL import Image
 
 from nvr.contracts.alignment import align_faces
 from nvr.contracts.arrays import FloatArray, RgbImage
@@ -164,11 +166,13 @@ class EmbedWorker:
             self.reembed.clear()
 
 
+def _encode_jpeg(aligned: RgbImage) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(aligned, "RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
 def _decode_jpeg(data: bytes) -> RgbImage:
-    import io
-
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as image:
         rgb = image.convert("RGB")
         if rgb.size != (112, 112):
@@ -350,11 +354,9 @@ class RecognitionStage:
         camera = done.key[0]
         group: str | None = None
         if self.strangers is not None:
-            from nvr.events.snapshot import encode_jpeg  # the one JPEG encoder
-
             try:
                 recorded = self.strangers.record(
-                    decision.embedding, self.embedder.model_id, encode_jpeg(done.aligned, 112, 90),
+                    decision.embedding, self.embedder.model_id, _encode_jpeg(done.aligned),
                     camera=camera, event_id="", time=time.time(), join_threshold=self.threshold,
                 )  # fmt: skip
                 group = recorded.name
