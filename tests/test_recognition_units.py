@@ -235,3 +235,13 @@ def test_merge_and_remove_groups(tmp_path: Path) -> None:
     store.close()
     with FaceLibrary(tmp_path / "faces.db", create=False) as reopened:
         assert reopened.people() == []
+
+
+def test_idle_tracks_are_forgotten() -> None:
+    clock = Clock()
+    ids = identities(clock)
+    assert ids.want("a", clock.now)
+    clock.now += 10
+    assert ids.want("b", clock.now)
+    clock.now += 25
+    assert ids.prune(30.0) == 1 and ids.evidence("a") is None and ids.evidence("b") is not None

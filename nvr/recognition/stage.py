@@ -44,6 +44,7 @@ from nvr.recognition.track_identity import Decision, IdentityRules, PersonScore,
 log = structlog.get_logger(__name__)
 
 LIBRARY_POLL_S = 1.0
+TRACK_IDLE_S = 30.0  # evidence of a track not seen for this long is dropped (tentative tracks never end)
 _MAX_QUEUED = (
     8  # faces waiting for the embedder; beyond this a face is skipped (the budget should prevent it)
 )
@@ -294,6 +295,7 @@ class RecognitionStage:
         for camera in list(self._pending):
             self.downstream.handle(self._pending.pop(camera))
         self.output.expire()
+        self.identities.prune(TRACK_IDLE_S)
 
     def close(self) -> None:
         self.worker.close()
@@ -303,9 +305,8 @@ class RecognitionStage:
         assert frame is not None
         wanted = []
         detections = frame.detections
+        # Tentative tracks too: a face's identity is often decided by the time its event starts.
         for face in tracked.faces:
-            if not face.confirmed:
-                continue
             index = face.index
             verdict = assess(
                 detections.boxes[index], detections.landmarks[index], detections.landmark_names, self._limits

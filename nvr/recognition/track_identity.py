@@ -75,6 +75,7 @@ class TrackEvidence:
     vectors: list[FloatArray] = field(default_factory=list)
     embedded: int = 0  # good embeddings received
     last_request: float = -1e18
+    last_seen: float = 0.0  # clock time the track's face was last offered (`want`)
     first_embedded: float | None = None
     identity: Identity | None = None  # None until decided
     stranger: bool = False  # the stranger decision fired (once per track)
@@ -133,6 +134,7 @@ class TrackIdentities:
         track = self._tracks.get(key)
         if track is None:
             track = self._tracks[key] = TrackEvidence(first_seen)
+        track.last_seen = now
         if now - track.last_request < self.rules.per_track_interval:
             return False
         if not self.budget.take():
@@ -165,6 +167,14 @@ class TrackIdentities:
 
     def end(self, key: Hashable) -> TrackEvidence | None:
         return self._tracks.pop(key, None)
+
+    def prune(self, idle: float) -> int:
+        """Forget tracks not offered for `idle` seconds (a tentative track vanishes without an end)."""
+        cutoff = self._clock() - idle
+        stale = [key for key, track in self._tracks.items() if track.last_seen < cutoff]
+        for key in stale:
+            del self._tracks[key]
+        return len(stale)
 
     def _decide(self, key: Hashable, track: TrackEvidence, now: float) -> Decision | None:
         rules = self.rules
