@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nvr.config import ConfigFileError, load_config
-from nvr.errors import ExitCode
+from nvr.config import ConfigFileError, NvrConfig, load_config
+from nvr.errors import ExitCode, NvrError
 
 
 def register(subparsers: Any) -> None:
@@ -28,11 +28,35 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"nvr: error: {problem}", file=sys.stderr)
         return int(ExitCode.CONFIG)
+    recognition = "recognition off"
+    if config.recognition.enabled:
+        try:
+            recognition = _check_recognition(config, args.config.resolve().parent)
+        except NvrError as exc:
+            print(f"nvr: error: {args.config}: recognition: {exc.message}", file=sys.stderr)
+            return int(exc.exit_code)
     enabled = len(config.enabled_cameras)
     has_broker = getattr(config, "mqtt", None) is not None
     broker = "MQTT configured" if has_broker else "no MQTT broker (events to the log)"
     print(
         f"{args.config}: OK: {len(config.cameras)} camera(s), {enabled} enabled; "
-        f"detector {config.detector.backend}/{config.detector.model}; {broker}"
+        f"detector {config.detector.backend}/{config.detector.model}; {broker}; {recognition}"
     )
     return int(ExitCode.OK)
+
+
+def _check_recognition(config: NvrConfig, config_dir: Path) -> str:
+    """Open the embedder and the library the daemon would use; NvrError names what is wrong."""
+    from nvr.daemon.events import state_dir
+    from nvr.daemon.recognition import open_configured_embedder
+    from nvr.recognition.library import FaceLibrary
+
+    embedder, threshold = open_configured_embedder(config.recognition, config_dir)
+    with embedder:
+        model = embedder.model_id
+    path = config.recognition.library_path(state_dir(config))
+    if not path.exists():
+        return f"recognition with {model} (threshold {threshold:g}); library {path} not created yet"
+    with FaceLibrary(path, create=False) as library:
+        people = len(library.people())
+    return f"recognition with {model} (threshold {threshold:g}); library {path}: {people} people"
