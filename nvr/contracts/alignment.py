@@ -66,6 +66,6 @@ def warp_aligned(pixels: RgbImage, matrix: Float64Array) -> RgbImage:
 
 
 def align_to_template(pixels: RgbImage, landmarks: FloatArray, names: tuple[str, ...]) -> RgbImage | None:
-    """The face with `landmarks` (in `pixels`' coordinates) aligned to 112x112, or None if they cannot place it."""
+    """The face with `landmarks` (`pixels`' coordinates) aligned to 112x112; None if they cannot place it."""
     matrix = alignment_matrix(landmarks, names)
     return None if matrix is None else warp_aligned(pixels, matrix)

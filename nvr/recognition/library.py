@@ -384,6 +384,13 @@ class FaceLibrary:
             )
         return person
 
+    def check_new_name(self, name: str) -> None:
+        """PersonError now if `name` could not be enrolled as a new person (before any slow work)."""
+        name = check_name(name)
+        with self._locked() as db:
+            if not db.execute("SELECT 1 FROM people WHERE name_key = ?", (_name_key(name),)).fetchone():
+                self._free_slug(db, name, "p00000000", exclude=None)
+
     def rename_person(self, person: Person | str, new_name: str) -> Person:
         """Rename (the slug follows the name; the id stays)."""
         new_name = check_name(new_name)
@@ -444,9 +451,13 @@ class FaceLibrary:
         them if needed: all in ONE transaction, so a failure leaves neither the person nor any sample."""
         name = check_name(name)
         key = _name_key(name)
-        prepared = [(crop, {m: _vector(v) for m, v in vectors.items()}, src) for crop, vectors, src in samples]
+        prepared = [
+            (crop, {m: _vector(v) for m, v in vectors.items()}, src) for crop, vectors, src in samples
+        ]
         with self._change() as db:
-            row = db.execute("SELECT id, name, slug, created FROM people WHERE name_key = ?", (key,)).fetchone()
+            row = db.execute(
+                "SELECT id, name, slug, created FROM people WHERE name_key = ?", (key,)
+            ).fetchone()
             if row is not None:
                 person = Person(*row)
             else:
