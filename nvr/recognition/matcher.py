@@ -52,7 +52,7 @@ class Matcher:
         self.person_ids: list[str] = sorted(set(owners))
         self.names = [names.get(person_id, person_id) for person_id in self.person_ids]
         people = len(self.person_ids)
-        self.dim = int(embeddings.shape[1]) if len(embeddings) else 0
+        self.dim = int(embeddings.shape[1]) if embeddings.ndim == 2 else 0
         # Samples grouped by person, so per-person maxima are one `maximum.reduceat`.
         index = {person_id: i for i, person_id in enumerate(self.person_ids)}
         owner_index = np.array([index[o] for o in owners], np.intp)
