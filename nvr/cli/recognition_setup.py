@@ -30,12 +30,13 @@ DETECT_THRESHOLD = 0.5
 MODEL_SUFFIXES = (".onnx", ".tflite", ".hef")
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
+def add_common_options(parser: argparse.ArgumentParser, *, library: bool = True) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="take library, embedder, detector from it"
     )
-    parser.add_argument("--library", type=Path, metavar="FILE", help="face library file (default: "
-                        "recognition.library, else <state dir>/faces.db)")  # fmt: skip
+    if library:
+        parser.add_argument("--library", type=Path, metavar="FILE", help="face library file (default: "
+                            "recognition.library, else <state dir>/faces.db)")  # fmt: skip
     parser.add_argument("--embedder", metavar="MODEL", help="embedding model: catalogue name or file "
                         f"(.onnx, .tflite; default {DEFAULT_EMBEDDER})")  # fmt: skip
     parser.add_argument("--face-detector", metavar="MODEL", help="face detector: catalogue name or file "
@@ -68,7 +69,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         config_dir = args.config.resolve().parent
     recognition = getattr(config, "recognition", None)  # the daemon's `recognition:` section, when it has one
 
-    library = args.library or _configured(recognition, "library")
+    library = getattr(args, "library", None) or _configured(recognition, "library")
     if library is None:
         library = _state_dir(config) / LIBRARY_FILE
     library = Path(library).expanduser()
