@@ -111,7 +111,7 @@ def run_faces(args: argparse.Namespace) -> int:
     if math.isnan(result.threshold_at_target):
         print("threshold for 1 % FAR: n/a (only one person: no impostor pairs)")
     else:
-        tar = result.tar_at_target * 100
-        print(f"threshold for 1 % FAR: {result.threshold_at_target:.4f} (TAR there {tar:.2f} %)")
+        at_target = result.tar_at_target * 100
+        print(f"threshold for 1 % FAR: {result.threshold_at_target:.4f} (TAR there {at_target:.2f} %)")
     print(f"ROC: {roc}")
     return 0
