@@ -267,3 +267,23 @@ def test_config_gives_the_library_and_detector(
     assert result.returncode == 0, result.stderr
     with FaceLibrary(state / "faces.db", create=False) as opened:
         assert [p.slug for p in opened.people()] == ["joe_biden"]
+
+
+def test_eval_faces(workdir: Path, asset: Callable[[str], Path], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*NVR, "eval", "faces", str(asset("faces")), "--enroll", "1", "--json", "--out", str(tmp_path),
+         "--embedder", "fr_feature_512.onnx", "--face-detector", "det_2.5g.onnx", "--threshold", "0.4"],
+        cwd=workdir, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "faces: 16/16 photos" in result.stderr  # progress
+    figures = json.loads(result.stdout)
+    # 6 people enrolled with their first photo; the 10 other photos are probes (Lin has only one).
+    assert (figures["people"], figures["enrolled"], figures["probes"]) == (6, 6, 10)
+    assert figures["rank1"] == 1.0 and figures["accepted_right"] == 1.0 and figures["accepted_wrong"] == 0.0
+    assert figures["far"] == 0.0 and figures["tar"] == 1.0
+    # The asset README: different people score at most ~0.17 with this model.
+    assert 0.1 < figures["threshold_at_target"] < 0.25
+    with Image.open(tmp_path / "roc.png") as roc:
+        assert roc.size == (800, 640)
+    assert json.loads((tmp_path / "results.json").read_text())["probes"] == 10

@@ -148,3 +148,30 @@ def test_switching_models_re_embeds_from_the_crops(
         matcher = load_matcher(library, second.model_id, threshold=0.5)
         (match,) = matcher.match(second.embed(aligned_faces[:1]))
         assert match.identity.name == "Ann" and match.identity.model == second.model_id
+
+
+def test_far_threshold_and_roc() -> None:
+    from nvr.evaluation.faces import evaluate_faces, threshold_for_far
+
+    impostor = np.linspace(-0.2, 0.3, 200).astype(np.float32)  # 1 % of 200 = 2 pairs may pass
+    threshold = threshold_for_far(impostor)
+    assert np.sum(impostor >= threshold) <= 2 and np.sum(impostor >= threshold - 0.003) > 2
+
+    # Three people along the axes; each face's first pixel says which vector it embeds to; b's probe (9)
+    # leans towards a.
+    faces = {
+        name: [np.full((112, 112, 3), i, np.uint8), np.full((112, 112, 3), i, np.uint8)]
+        for i, name in enumerate("abc")
+    }
+    faces["b"][1][0, 0, 0] = 9
+    vectors = {0: unit(1, 0, 0), 1: unit(0, 1, 0), 2: unit(0, 0, 1), 9: unit(0.8, 0.6, 0)}
+
+    def embed(batch: list[np.ndarray]) -> np.ndarray:
+        return np.stack([vectors[int(face[0, 0, 0])] for face in batch])
+
+    result = evaluate_faces(faces, embed, enroll=1, threshold=0.5, margin=0.0, model_id="m")
+    assert result.probes == 3 and result.rank1 == pytest.approx(2 / 3)
+    assert result.accepted_wrong == pytest.approx(1 / 3)  # b's probe is named a
+    far, tar = result.roc()
+    assert far[0] == 0 and tar[0] == 0 and far[-1] == 1 and tar[-1] == 1
+    assert np.all(np.diff(far) >= 0) and np.all(np.diff(tar) >= 0)
