@@ -24,15 +24,22 @@ def assets_dir() -> Path:
     return (_PROJECT_ROOT.parent / "shared" / "assets").resolve()
 
 
+def systemd_state_directory() -> Path | None:
+    """systemd's `$STATE_DIRECTORY` (StateDirectory=, /var/lib/nvr) when running as the service: the first
+    folder if it lists several (separated by ':'); None otherwise."""
+    value = os.environ.get("STATE_DIRECTORY")
+    return Path(value.split(":")[0]) if value else None
+
+
 def models_dir() -> Path:
     """The model store: `$NVR_MODELS`; under systemd `$STATE_DIRECTORY/models` (/var/lib/nvr/models);
     else `$XDG_DATA_HOME/nvr/models` (default ~/.local/share/nvr/models)."""
     configured = os.environ.get(MODELS_ENV)
     if configured:
         return Path(configured).expanduser().resolve()
-    systemd_state = os.environ.get("STATE_DIRECTORY")  # may list several folders, separated by ':'
-    if systemd_state:
-        return Path(systemd_state.split(":")[0]) / "models"
+    systemd_state = systemd_state_directory()
+    if systemd_state is not None:
+        return systemd_state / "models"
     data_home = os.environ.get("XDG_DATA_HOME", "")
     base = Path(data_home) if os.path.isabs(data_home) else Path.home() / ".local" / "share"
     return base / "nvr" / "models"

@@ -24,17 +24,16 @@ from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput, open_event_output
 from nvr.daemon.model import DetectionModel, open_configured_model
 from nvr.daemon.sdnotify import SystemdNotifier
-from nvr.daemon.stats import DaemonStats
+from nvr.daemon.stats import STALL_AFTER, DaemonStats
 from nvr.daemon.watch import FileWatcher
 from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
 from nvr.errors import ExitCode
 from nvr.logsetup import configure_logging, set_level
 from nvr.metrics import MetricsServer
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 
 SHUTDOWN_BUDGET = 10.0  # seconds from SIGTERM to exit, all included (systemd's TimeoutStopSec is 15)
-STALL_AFTER = 20.0  # seconds without a processed frame while a camera streams = the pipeline is stuck
 
 
 def min_threshold(config: NvrConfig) -> float:
@@ -114,7 +113,6 @@ class Daemon:
             log_setup=_LogSetup(level, format_),
         )  # fmt: skip
         self.stats = DaemonStats(pipeline, self._cameras, self._events)
-        self._events.stats_provider = self.stats.summary
         if config.metrics.enabled:
             self._metrics = MetricsServer(
                 config.metrics.host, config.metrics.port, self.stats.collect, self.stats.health
@@ -148,6 +146,8 @@ class Daemon:
                 next_check = now + 1.0
                 self._cameras.check()
                 self.stats.tick()
+                if self._events is not None and self._events.wants_stats:
+                    self._events.push_stats(self.stats.summary())
                 self._update_status()
             if watchdog_every is not None and now >= next_watchdog and self._flowing():
                 self._notifier.watchdog()
@@ -190,7 +190,7 @@ class Daemon:
             set_level(config.logging.level)
         plan = self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         if self._pipeline is not None and config.detector == self.config.detector:
-            self._pipeline.postprocessor.score_threshold = min_threshold(config)
+            self._pipeline.set_threshold(min_threshold(config))
         self.config = config
         log.info("configuration reloaded", reason=reason, changes=plan.describe())
         self._notifier.ready(self._describe_status())

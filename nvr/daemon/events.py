@@ -2,43 +2,53 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 
+from nvr.assets import systemd_state_directory
 from nvr.config import NvrConfig
+from nvr.daemon.stages import FaceStages
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
-from nvr.events.stage import EventStage
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 
 
 def state_dir(config: NvrConfig) -> Path:
     """Where durable state goes: the config's state_dir, systemd's $STATE_DIRECTORY, or ~/.local/state/nvr."""
     if config.state_dir is not None:
         return config.state_dir.expanduser()
-    systemd_state = os.environ.get("STATE_DIRECTORY")
-    if systemd_state:
-        return Path(systemd_state.split(":")[0])
+    systemd_state = systemd_state_directory()
+    if systemd_state is not None:
+        return systemd_state
     return Path.home() / ".local" / "state" / "nvr"
 
 
 class EventOutput:
-    """Owns the event stage (used by the detection thread), its sink and, with a broker, the publisher."""
+    """Owns the stages after detection (run by the detection thread), their sink and, with a broker, the
+    publisher."""
 
     def __init__(
-        self, stage: EventStage, sink: EventSink, description: str, publisher: MqttPublisher | None = None
+        self, stage: FaceStages, sink: EventSink, description: str, publisher: MqttPublisher | None = None
     ) -> None:
         self.stage = stage
         self.sink = sink
         self.description = description
         self.publisher = publisher
-        self.stats_provider: Callable[[], Mapping[str, object]] | None = None  # for <prefix>/stats
+
+    @property
+    def wants_stats(self) -> bool:
+        """Whether `<prefix>/stats` is published (a broker, and a stats interval)."""
+        return self.publisher is not None and self.publisher.config.stats_interval > 0
+
+    def push_stats(self, stats: Mapping[str, object]) -> None:
+        """The daemon's latest figures for `<prefix>/stats`."""
+        if self.publisher is not None:
+            self.publisher.set_stats(stats)
 
     def close(self, timeout: float) -> None:
         """End open events (their `end` messages go into the outbox), deliver what can be delivered within
@@ -55,23 +65,15 @@ class EventOutput:
 def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
     mqtt = config.mqtt
     if mqtt is not None:
-        output: EventOutput | None = None
-
-        def stats() -> Mapping[str, object]:
-            provider = output.stats_provider if output is not None else None
-            return provider() if provider is not None else {}
-
         # Opens the outbox (in the state dir unless mqtt.outbox.path is set) and connects in the background.
         mqtt_sink = MqttSink(
-            mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain,
-            stats_provider=stats,
+            mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        output = EventOutput(EventStage(config.events, mqtt_sink, cameras), mqtt_sink, description)
-        output.publisher = mqtt_sink.publisher
-        return output
+        stages = FaceStages(config.events, mqtt_sink, cameras)
+        return EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher)
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    return EventOutput(EventStage(config.events, sink, cameras), sink, description)
+    return EventOutput(FaceStages(config.events, sink, cameras), sink, description)

@@ -11,6 +11,8 @@ from nvr.daemon.events import EventOutput
 from nvr.detection.pipeline import DetectionPipeline
 from nvr.metrics import Health, MetricFamily
 
+STALL_AFTER = 20.0  # seconds without a processed frame while a camera streams = the pipeline is stuck
+
 
 class DaemonStats:
     def __init__(self, pipeline: DetectionPipeline, cameras: CameraSet, events: EventOutput) -> None:
@@ -169,7 +171,8 @@ class DaemonStats:
         down = sorted(name for name, s in capture.items() if s.state != CaptureState.STREAMING)
         last = self._pipeline.counters.last_frame
         since = time.monotonic() - last if last else None
-        stuck = bool(streaming) and (since is None or since > 20.0) and time.monotonic() - self._started > 30
+        stalled = since is None or since > STALL_AFTER
+        stuck = bool(streaming) and stalled and time.monotonic() - self._started > 30
         details = {
             "cameras_streaming": streaming,
             "cameras_down": down,

@@ -49,7 +49,7 @@ __all__ = [
     "CameraCounters", "DetectionPipeline", "FrameSink", "PipelineCounters", "ReadyQueue", "per_camera_limit",
 ]  # fmt: skip
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 _POLL_S = 0.25  # how long either thread waits before looking at the stop flag again
 PER_CAMERA_IN_FLIGHT = 2
 
@@ -102,15 +102,16 @@ class DetectionPipeline:
         per_camera: int = 1,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self.engine = engine
-        self.postprocessor = postprocessor
-        self.sink = sink
+        self._engine = engine
+        self._postprocessor = postprocessor
+        self._sink = sink
         self.counters = PipelineCounters()
         self._ready = ready
         self._max_in_flight = max(1, max_in_flight)
         self._per_camera = max(1, min(per_camera, self._max_in_flight))
         self._on_error = on_error
-        self._lock = threading.Lock()  # cameras, mailboxes, holds, outstanding
+        self._lock = threading.Lock()  # cameras, mailboxes, holds, outstanding, settings
+        self._new_threshold: float | None = None  # set by the daemon's thread, applied by the results thread
         self._submit_lock = threading.Lock()  # keeps `_outstanding` in the engine's submission order
         self._cameras: dict[str, CameraSlots] = {}
         self._scheduler: FairScheduler[PendingFrame] = FairScheduler()
@@ -149,6 +150,12 @@ class DetectionPipeline:
             slots = self._cameras.get(name)
             if slots is not None:
                 slots.face_filter = face_filter
+
+    def set_threshold(self, threshold: float) -> None:
+        """The lowest face score the postprocessor keeps (each camera's filter keeps its own threshold
+        above it). The results thread applies it before it decodes its next frame, never during one."""
+        with self._lock:
+            self._new_threshold = threshold
 
     def start(self) -> None:
         for thread in self._threads:
@@ -224,7 +231,7 @@ class DetectionPipeline:
                     picked.append(pending)
                 self.counters.in_flight_max = max(self.counters.in_flight_max, len(self._outstanding))
             for pending in picked:  # outside `_lock`: the engine may call `release` at once
-                self.engine.submit(pending)
+                self._engine.submit(pending)
 
     def _may_send(self, camera: str) -> bool:
         return self._cameras[camera].in_flight < self._per_camera
@@ -245,12 +252,19 @@ class DetectionPipeline:
         while not self._stop.is_set():
             if time.monotonic() >= next_expire:
                 next_expire = time.monotonic() + 0.5
-                self._guarded(self.sink.expire)
+                self._guarded(self._sink.expire)
             self._guarded(self._drop_torn)
-            result = self.engine.get_result(_POLL_S)
+            self._apply_settings()
+            result = self._engine.get_result(_POLL_S)
             if result is not None:
                 self._guarded(self._complete, result)
                 self._guarded(self._dispatch)
+
+    def _apply_settings(self) -> None:
+        with self._lock:
+            threshold, self._new_threshold = self._new_threshold, None
+        if threshold is not None:
+            self._postprocessor.score_threshold = threshold
 
     def _drop_torn(self) -> None:
         """Frames whose copy into the engine was torn: the engine dropped them, no result will come."""
@@ -309,7 +323,7 @@ class DetectionPipeline:
             pipeline.inference_seconds += pipeline.last_inference
             pipeline.last_frame = finished
             letterbox = frame.model_letterbox
-            detections = self.postprocessor.decode(result.outputs, letterbox)
+            detections = self._postprocessor.decode(result.outputs, letterbox)
         finally:
             result.release()  # the engine's buffers go back to its pool before the event stage runs
         detections = slots.face_filter.apply(detections, letterbox.src_width, letterbox.src_height)
@@ -318,7 +332,7 @@ class DetectionPipeline:
         if snap_lb is not None:
             snapshot = frame.snapshot[: snap_lb.resized_height, : snap_lb.resized_width]
             scale = snap_lb.scale_x
-        self.sink.handle(
+        self._sink.handle(
             FrameResult(
                 camera=slots.name,
                 frame_index=frame.frame_index,

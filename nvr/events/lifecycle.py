@@ -1,4 +1,4 @@
-"""The event lifecycle of one camera: tracks become `new` / `update` / `end` messages with a best face.
+"""The event lifecycle of one camera: face tracks become `new` / `update` / `end` messages with a best face.
 
 A face's event starts when its track is confirmed (`new`, with a snapshot of the best face so far), sends an
 `update` at most every `update_interval` seconds while the face stays in view, and ends (`end`, with
@@ -11,38 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-from nvr.contracts.faces import Detections
 from nvr.contracts.frameresult import FrameResult
+from nvr.contracts.tracks import TrackedFace, TrackedFrame
 from nvr.events.config import EventsConfig
 from nvr.events.payload import EventType, FaceEvent, FaceObservation, new_event_id
 from nvr.events.snapshot import FaceCrop, SnapshotMaker
-from nvr.events.tracker import IouTracker, Track
 
 
 def face_quality(face: FaceObservation) -> float:
     """How good a sighting is for a snapshot: confident and large (linear size, so score still matters)."""
     return face.score * math.sqrt(face.area)
-
-
-def valid_detections(
-    detections: Detections, min_score: float, min_size: float
-) -> tuple[npt.NDArray[np.intp], int]:
-    """Indices of the faces worth tracking (finite numbers, a real box, above the score and size limits),
-    and how many faces had non-finite numbers (a detector fault worth counting)."""
-    n = len(detections)
-    boxes = detections.boxes
-    finite = (
-        np.isfinite(boxes).all(axis=1)
-        & np.isfinite(detections.scores)
-        & np.isfinite(detections.landmarks).all(axis=(1, 2))
-    )
-    with np.errstate(invalid="ignore"):
-        width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        keep = finite & (detections.scores >= min_score) & (np.minimum(width, height) >= max(min_size, 1e-3))
-    return np.flatnonzero(keep), n - int(np.count_nonzero(finite))
 
 
 @dataclass(slots=True, eq=False)
@@ -60,45 +38,39 @@ class _OpenEvent:
 
 
 class CameraEvents:
-    """Turns one camera's frames into face events; its frames must arrive in order, on one thread."""
+    """Turns one camera's tracked frames into face events; its frames must arrive in order, on one thread."""
 
     def __init__(self, camera: str, config: EventsConfig, snapshots: SnapshotMaker) -> None:
         self.camera = camera
         self._config = config
         self._snapshots = snapshots
-        self._tracker = IouTracker(config.tracker)
-        self._open: dict[int, _OpenEvent] = {}
-        self.invalid_faces = 0  # detections dropped for non-finite numbers or an empty box
+        self._open: dict[int, _OpenEvent] = {}  # by track id
 
     @property
     def open_count(self) -> int:
         """Faces currently in view (events started and not ended)."""
         return len(self._open)
 
-    def process(self, frame: FrameResult) -> list[FaceEvent]:
-        tracker_config = self._config.tracker
-        detections = frame.detections
-        if len(detections) == 0 and len(self._tracker) == 0:
-            return []  # nobody in view, nobody leaving
-        keep, invalid = valid_detections(detections, tracker_config.min_score, tracker_config.min_size)
-        self.invalid_faces += invalid
-        step = self._tracker.update(detections.boxes[keep], frame.capture_time)
+    def process(self, tracked: TrackedFrame) -> list[FaceEvent]:
         messages: list[FaceEvent] = []
-        for track, m in step.matched:
-            if track.confirmed:
-                message = self._observe(frame, track, int(keep[m]))
-                if message is not None:
-                    messages.append(message)
-        for track in step.ended:
-            messages.append(self._end(track))
+        frame = tracked.frame
+        if frame is not None:
+            for face in tracked.faces:
+                if face.confirmed:
+                    message = self._observe(frame, face)
+                    if message is not None:
+                        messages.append(message)
+        for track in tracked.ended:
+            if track.track_id in self._open:
+                messages.append(self._end(track.track_id, track.last_seen))
         return messages
 
     def end_all(self) -> list[FaceEvent]:
-        """End every open event (the camera stopped sending frames, or the daemon is stopping)."""
-        return [self._end(track) for track in self._tracker.close()]
+        """End every open event whose track did not end (the daemon is stopping)."""
+        return [self._end(track_id, event.face.frame_time) for track_id, event in list(self._open.items())]
 
-    def _observe(self, frame: FrameResult, track: Track, index: int) -> FaceEvent | None:
-        detections = frame.detections
+    def _observe(self, frame: FrameResult, track: TrackedFace) -> FaceEvent | None:
+        detections, index = frame.detections, track.index
         box = detections.boxes[index].tolist()
         face = FaceObservation(
             frame_time=frame.capture_time,
@@ -146,9 +118,9 @@ class CameraEvents:
             return None
         return self._message(event, kind, None)
 
-    def _end(self, track: Track) -> FaceEvent:
-        event = self._open.pop(track.track_id)
-        return self._message(event, "end", track.last_seen)
+    def _end(self, track_id: int, last_seen: float) -> FaceEvent:
+        event = self._open.pop(track_id)
+        return self._message(event, "end", last_seen)
 
     def _message(self, event: _OpenEvent, kind: EventType, end_time: float | None) -> FaceEvent:
         snapshot = aligned = None

@@ -8,18 +8,19 @@ would ever drain a queue.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import structlog
+
 from nvr.errors import ConfigError
 from nvr.events.config import EventFileConfig
 from nvr.events.payload import FaceEvent
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class EventSink(Protocol):
@@ -66,7 +67,7 @@ class JsonLinesSink:
             line = event.to_json() + b"\n"
         except ValueError as exc:
             self.events_rejected += 1
-            log.error("face event %s on camera %s not written: %s", event.id, event.camera, exc)
+            log.error("face event not written", camera=event.camera, event_id=event.id, error=str(exc))
             return
         with self._lock:
             if self._size and self._size + len(line) > self._config.max_bytes:
@@ -77,16 +78,15 @@ class JsonLinesSink:
             self.events_written += 1
         # Logged once written: whoever reacts to the log line finds the event in the file.
         log.info(
-            "face %s %s camera=%s score=%.2f box=%s",
-            event.type,
-            event.id,
-            event.camera,
-            event.face.score,
-            [round(v) for v in event.face.box],
+            f"face {event.type}",
+            camera=event.camera,
+            event_id=event.id,
+            score=round(event.face.score, 2),
+            box=[round(v) for v in event.face.box],
         )
 
     def publish_face_count(self, camera: str, count: int) -> None:
-        log.debug("camera %s: %d face(s) in view", camera, count)
+        log.debug("faces in view", camera=camera, count=count)
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:

@@ -1,0 +1,52 @@
+"""The stages after detection, wired in data-flow order: tracking -> (recognition) -> events.
+
+The detection pipeline hands each processed frame to `FaceStages.handle` on its results thread; every stage
+after it runs synchronously on that thread, so the frame's snapshot image stays valid all the way down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from nvr.contracts.frameresult import FrameResult
+from nvr.events.config import EventsConfig
+from nvr.events.sink import EventSink
+from nvr.events.stage import EventStage
+from nvr.tracking.stage import TrackingStage
+
+
+class FaceStages:
+    """What the detection pipeline delivers to (its `FrameSink`)."""
+
+    def __init__(
+        self,
+        config: EventsConfig,
+        sink: EventSink,
+        cameras: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.events = EventStage(config, sink, cameras)
+        self.tracking = TrackingStage(config.tracker, self.events, clock=clock)
+
+    def handle(self, frame: FrameResult) -> None:
+        self.tracking.handle(frame)
+
+    def expire(self) -> None:
+        """End the tracks (and so the events) of cameras gone quiet; the pipeline calls it periodically."""
+        self.tracking.expire()
+
+    def close(self) -> None:
+        """End every open track and event; the sink stays open (the daemon closes it after the stages)."""
+        try:
+            self.tracking.close()
+        finally:
+            self.events.close()
+
+    @property
+    def events_out(self) -> int:
+        return self.events.events_out
+
+    @property
+    def invalid_faces(self) -> int:
+        return self.tracking.invalid_faces
