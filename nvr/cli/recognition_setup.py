@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nvr.errors import InputFileError, ModelError
+from nvr.errors import ModelError
 from nvr.families.arcface import DEFAULT_MEAN, DEFAULT_STD, Embedder, open_embedder
-from nvr.models.catalogue import CatalogueEntry, cpu_model_for, load_catalogue
+from nvr.models.catalogue import CatalogueEntry, load_catalogue
+from nvr.models.resolve import HAILO, ResolvedModel, cpu_counterpart, resolve_configured, resolve_model
 from nvr.recognition.matcher import DEFAULT_MARGIN
 
 DEFAULT_EMBEDDER = "arcface_mobilefacenet"  # catalogue family: its CPU model
@@ -27,7 +28,6 @@ DEFAULT_DETECTOR = "scrfd_2.5g"
 DEFAULT_THRESHOLD = 0.4
 LIBRARY_FILE = "faces.db"
 DETECT_THRESHOLD = 0.5
-MODEL_SUFFIXES = (".onnx", ".tflite", ".hef")
 
 
 def add_common_options(parser: argparse.ArgumentParser, *, library: bool = True) -> None:
@@ -53,7 +53,7 @@ class Settings:
     embedder: Path
     embedder_mean: float
     embedder_std: float
-    detector: Path
+    detector: ResolvedModel
     threshold: float
     margin: float
 
@@ -75,13 +75,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
     library = Path(library).expanduser()
 
     embedder_name = args.embedder or _configured(recognition, "embedder") or DEFAULT_EMBEDDER
-    embedder, entry = _resolve(str(embedder_name), "embedder", config_dir if args.embedder is None else None)
-    if embedder.suffix.lower() == ".hef":
-        embedder, entry = _cpu_stand_in(embedder, entry)
-    detector_name = args.face_detector or (config.detector.model if config is not None else DEFAULT_DETECTOR)
-    detector, _ = _resolve(
-        str(detector_name), "face detector", config_dir if args.face_detector is None else None
-    )
+    embedder, entry = _resolve(str(embedder_name), config_dir if args.embedder is None else None)
+    if args.face_detector is not None:
+        detector = resolve_model(args.face_detector)
+    elif config is not None:
+        detector = resolve_configured(config.detector, config_dir)
+    else:
+        detector = resolve_model(DEFAULT_DETECTOR)
 
     threshold = args.threshold
     if threshold is None:
@@ -120,42 +120,18 @@ def _state_dir(config: Any) -> Path:
     return Path.home() / ".local" / "state" / "nvr"
 
 
-def _resolve(name: str, what: str, base_dir: Path | None) -> tuple[Path, CatalogueEntry | None]:
-    """A file path (relative to `base_dir` for values from a config file), or a catalogue id or family
-    (its CPU model, from the model store). Returns the file and its catalogue entry, if it has one."""
-    entries = load_catalogue()
-    path = Path(name).expanduser()
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    if "/" in name or path.suffix.lower() in MODEL_SUFFIXES or path.is_file():
-        if not path.is_file():
-            raise InputFileError(f"{path}: no such {what} model file")
-        entry = next((e for e in entries if e.file_name == path.name), None)
-        return path, entry
-    entry = next((e for e in entries if e.id == name), None) or cpu_model_for(name, entries)
-    if entry is None:
-        families = sorted({e.family for e in entries})
-        raise ModelError(
-            f"unknown {what} model {name!r}: a file, or one of the catalogue's {', '.join(families)}"
+def _resolve(name: str, base_dir: Path | None) -> tuple[Path, CatalogueEntry | None]:
+    """The embedder file for a path (relative to `base_dir` for values from a config file), a catalogue id
+    or a catalogue family, with its catalogue entry when it has one. A HEF becomes the CPU model of its
+    catalogue family: the Hailo is the daemon's."""
+    resolved = resolve_model(name, base_dir=base_dir)
+    if resolved.backend == HAILO:
+        hef = resolved.path
+        resolved = cpu_counterpart(resolved, "embed with on the CPU (the Hailo is the daemon's)", ModelError)
+        print(
+            f"nvr: note: embedding on the CPU with {resolved.path.name} ({hef.name} is the daemon's model; "
+            "it re-embeds the stored crops with it)",
+            file=sys.stderr,
         )
-    if not entry.local_path.is_file():
-        raise ModelError(
-            f"{what} model {entry.id} is not in the model store: run `nvr models pull {entry.id}`"
-        )
-    return entry.local_path, entry
-
-
-def _cpu_stand_in(hef: Path, entry: CatalogueEntry | None) -> tuple[Path, CatalogueEntry | None]:
-    """The CPU model of the HEF's catalogue family: the Hailo belongs to the daemon."""
-    cpu = cpu_model_for(entry.family) if entry is not None else None
-    if cpu is None:
-        raise ModelError(
-            f"{hef}: nvr faces embeds on the CPU (the Hailo is the daemon's): pass a CPU model to --embedder"
-        )
-    if not cpu.local_path.is_file():
-        raise ModelError(f"{hef}: nvr faces embeds on the CPU with {cpu.id}: run `nvr models pull {cpu.id}`")
-    print(
-        f"nvr: note: embedding on the CPU with {cpu.id} ({hef.name} is the daemon's; it re-embeds the crops)",
-        file=sys.stderr,
-    )
-    return cpu.local_path, cpu
+    entry = next((e for e in load_catalogue() if e.file_name == resolved.path.name), None)
+    return resolved.path, entry
