@@ -32,11 +32,11 @@ import numpy.typing as npt
 from pydantic import Field
 
 from nvr.backends import hailo_diagnostics as diag
-from nvr.backends.base import BackendPlugin, InferenceBackend, OpenedEngine, OutputShape, PluginConfig
+from nvr.backends.base import BackendPlugin, OpenedEngine, OutputShape, PluginConfig
 from nvr.backends.hailo_device import HailoSettings, InferenceResult, Session
 from nvr.contracts.frameref import ArrayFrame, FrameRef
 from nvr.contracts.tensors import RawOutput
-from nvr.errors import DeviceError, ModelError, NvrError
+from nvr.errors import DeviceError, NvrError
 from nvr.hef import read_hef
 
 __all__ = [
@@ -48,8 +48,6 @@ __all__ = [
     "HailoEngine",
     "HailoSettings",
     "InferenceResult",
-    "cpu_fallback_model",
-    "open_hef_backend",
 ]
 
 KEY = "hailo"
@@ -361,48 +359,6 @@ class HailoBackend:
 
     def close(self) -> None:
         self.engine.close()
-
-
-def open_hef_backend(
-    path: str | Path, backend: str = "auto", settings: HailoSettings | None = None
-) -> InferenceBackend:
-    """A backend for a .hef: the Hailo one; with backend "auto" and no HailoRT, the family's CPU model."""
-    if backend == "onnx":
-        raise ModelError(f"{path}: a .hef runs on the hailo backend; give the ONNX model for the CPU")
-    try:
-        return HailoBackend(path, settings)
-    except diag.HailoRuntimeMissingError as exc:
-        if backend != "auto":
-            raise
-        from nvr.backends.onnx import OnnxBackend
-
-        fallback = cpu_fallback_model(path, exc, "HailoRT is not installed")
-        return OnnxBackend(fallback, mean=127.5, std=128.0)  # SCRFD's (interim: the resolver replaces this)
-
-
-def cpu_fallback_model(
-    hef_path: str | Path, reason: NvrError, headline: str = "the Hailo cannot be used"
-) -> Path:
-    """The model store's CPU (ONNX) model of the HEF's family, to run when the Hailo cannot be used.
-
-    `reason` says why; it is logged after `headline`, or raised with a `nvr models pull` hint when the
-    family has no CPU model in the store either.
-    """
-    from nvr.models.catalogue import cpu_model_for
-
-    family = diag.model_family(read_hef(hef_path))
-    entry = cpu_model_for(family)
-    if entry is None or not entry.local_path.is_file():
-        pull = f" (nvr models pull {entry.id})" if entry is not None else ""
-        raise DeviceError(f"{reason.message}; no CPU model of {family} to fall back on{pull}") from None
-    log.warning(
-        "%s: running %s on the CPU instead of %s (%s)",
-        headline,
-        entry.local_path.name,
-        Path(hef_path).name,
-        reason.message,
-    )
-    return entry.local_path
 
 
 def _output_shapes(engine: HailoEngine) -> list[OutputShape]:

@@ -108,13 +108,3 @@ def align_face(
     place it."""
     aligned, placed = align_faces(image, landmarks[None], names, size)
     return aligned[0] if placed[0] else None
-
-
-def warp_aligned(pixels: RgbImage, matrix: Float64Array) -> RgbImage:
-    """The 112x112 crop of `pixels` under `matrix` (image -> template coordinates), bilinear."""
-    return np.asarray(warp_affine(pixels, invert_similarity(matrix)[None], ARCFACE_SIZE)[0])
-
-
-def align_to_template(pixels: RgbImage, landmarks: FloatArray, names: tuple[str, ...]) -> RgbImage | None:
-    """The face with `landmarks` (in `pixels`' coordinates) aligned to 112x112, or None."""
-    return align_face(pixels, landmarks, names)
