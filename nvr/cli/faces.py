@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from nvr.cli import faces_strangers
 from nvr.cli.recognition_setup import (
     DETECT_THRESHOLD,
     Settings,
@@ -53,7 +54,8 @@ def register(subparsers: Any) -> None:
 
     add = actions.add_parser("add", help="enrol a person from photos (the largest face of each)")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    add.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
+    add.add_argument("--event", metavar="EVENT_ID", help="enrol the best face of a daemon event instead")
     add.set_defaults(handler=run_add)
 
     imp = actions.add_parser("import", help="enrol everyone from DIR/<person name>/<photos>")
@@ -64,7 +66,7 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     listing.set_defaults(handler=run_list)
 
-    remove = actions.add_parser("remove", help="remove a person, or one of their samples")
+    remove = actions.add_parser("remove", help="remove a person, one of their samples, or a stranger group")
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("--sample", type=int, metavar="N", help="remove only sample N (ids: nvr faces list)")
     remove.set_defaults(handler=run_remove)
@@ -84,6 +86,7 @@ def register(subparsers: Any) -> None:
 
     for sub in (add, imp, listing, remove, rename, identify):
         add_common_options(sub)
+    faces_strangers.register(actions, add_common_options)
 
 
 # --- enrolment ---------------------------------------------------------------------------------------------
@@ -168,6 +171,12 @@ def load_image(path: Path) -> RgbImage:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    if args.event is not None:
+        if args.images:
+            raise PersonError("nvr faces add: give photos or --event EVENT_ID, not both")
+        return faces_strangers.run_add_event(args)
+    if not args.images:
+        raise PersonError("nvr faces add: give at least one photo (or --event EVENT_ID)")
     settings = settings_from(args)
     with FaceLibrary(settings.library) as library:
         enroller = Enroller(settings, library)
@@ -244,6 +253,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    if faces_strangers.is_group(args.name) and args.sample is None:
+        return faces_strangers.run_remove_group(args)
     settings = settings_from(args)
     with FaceLibrary(settings.library, create=False) as library:
         person = library.require_person(args.name)

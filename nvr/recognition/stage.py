@@ -18,7 +18,6 @@ background (by the same worker, between faces).
 from __future__ import annotations
 
 import contextlib
-import io
 import queue
 import threading
 import time
@@ -28,12 +27,12 @@ from typing import Protocol
 
 import numpy as np
 import structlog
-from PIL import Image
 
 from nvr.contracts.alignment import align_faces
 from nvr.contracts.arrays import FloatArray, RgbImage
 from nvr.contracts.tracks import TrackedFrame, TrackSink
 from nvr.recognition.config import RecognitionConfig
+from nvr.recognition.enrolment import decode_crop, encode_crop
 from nvr.recognition.library import FaceLibrary, LibraryError
 from nvr.recognition.matcher import Matcher
 from nvr.recognition.output import RecognitionOutput
@@ -156,7 +155,7 @@ class EmbedWorker:
                 self.reembed.clear()
                 return
             sample = missing[0]
-            crop = _decode_jpeg(library.sample_crop(sample.id))
+            crop = decode_crop(library.sample_crop(sample.id))
             vector = self.embedder.embed(crop[None])[0]
             library.set_embedding(sample.id, self.embedder.model_id, vector)
             self.reembedded += 1
@@ -165,20 +164,6 @@ class EmbedWorker:
         except Exception as exc:  # a sample that cannot be embedded (gone meanwhile, bad crop) is skipped
             log.warning("could not embed a library sample", error=f"{type(exc).__name__}: {exc}")
             self.reembed.clear()
-
-
-def _encode_jpeg(aligned: RgbImage) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(aligned, "RGB").save(out, "JPEG", quality=90)
-    return out.getvalue()
-
-
-def _decode_jpeg(data: bytes) -> RgbImage:
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-        if rgb.size != (112, 112):
-            rgb = rgb.resize((112, 112))
-        return np.asarray(rgb)
 
 
 class RecognitionStage:
@@ -357,7 +342,7 @@ class RecognitionStage:
         if self.strangers is not None:
             try:
                 recorded = self.strangers.record(
-                    decision.embedding, self.embedder.model_id, _encode_jpeg(done.aligned),
+                    decision.embedding, self.embedder.model_id, encode_crop(done.aligned),
                     camera=camera, event_id="", time=time.time(), join_threshold=self.threshold,
                 )  # fmt: skip
                 group = recorded.name
