@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,12 @@ import pytest
 from PIL import Image, ImageFilter
 
 from nvr.contracts.faces import SCRFD_LANDMARKS
-from nvr.recognition.library import FaceLibrary, PersonError
+from nvr.contracts.identity import Identity
+from nvr.recognition.library import FaceLibrary, Person, PersonError
+from nvr.recognition.output import RecognitionOutput
+from nvr.recognition.presence import PeopleChange, PresenceState
 from nvr.recognition.quality import QualityLimits, assess, pose, sharpness
-from nvr.recognition.strangers import StrangerStore
+from nvr.recognition.strangers import StrangerEvent, StrangerStore
 from nvr.recognition.track_identity import IdentityRules, PersonScore, TokenBucket, TrackIdentities
 
 # The ArcFace template's landmarks: a perfectly frontal face, 112 px.
@@ -245,3 +249,69 @@ def test_idle_tracks_are_forgotten() -> None:
     assert ids.want("b", clock.now)
     clock.now += 25
     assert ids.prune(30.0) == 1 and ids.evidence("a") is None and ids.evidence("b") is not None
+
+
+# --- presence ---------------------------------------------------------------------------------------------
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.presence: list[PresenceState] = []
+        self.people: list[PeopleChange] = []
+        self.strangers: list[StrangerEvent] = []
+        self.cameras: list[str] = []
+
+    def enable_strangers(self, camera: str) -> None:
+        self.cameras.append(camera)
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        self.strangers.append(event)
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        self.presence += states
+
+    def publish_people(self, change: PeopleChange) -> None:
+        self.people.append(change)
+        self.presence += change.states
+
+
+def person(pid: str, name: str) -> Person:
+    return Person(pid, name, name.lower(), 0.0)
+
+
+def test_presence_present_on_news_and_absent_after_the_timeout() -> None:
+    sink = RecordingSink()
+    output = RecognitionOutput(sink, presence_timeout=60)
+    output.people([person("p1", "Alice")])
+    assert [(s.slug, s.state) for s in sink.presence] == [("alice", "absent")], "nobody present from before"
+    alice = Identity("Alice", 0.7, "m", "p1")
+    output.sighting(alice, "door", "ev1", 100.0)
+    output.sighting(alice, "door", "ev1", 101.0)  # the same event: no news
+    output.sighting(Identity(None, 0.1, "m"), "door", "ev2", 101.0)  # nobody: no presence
+    assert [(s.state, s.event_id) for s in sink.presence[1:]] == [("present", "ev1")]
+    output.sighting(alice, "yard", "ev3", 130.0)  # another camera: news
+    assert sink.presence[-1].camera == "yard" and sink.presence[-1].to_dict()["score"] == 0.7
+    output.expire(now=189.0)
+    assert sink.presence[-1].state == "present"
+    output.expire(now=190.0)
+    assert sink.presence[-1].to_dict() == {
+        "state": "absent", "camera": "yard", "last_seen": 130.0, "event_id": "ev3", "score": 0.7,
+    }  # fmt: skip
+
+
+def test_people_changes_and_restart_reconciliation(tmp_path: Path) -> None:
+    published = tmp_path / "published.json"
+    sink = RecordingSink()
+    output = RecognitionOutput(sink, 60, published=published)
+    output.people([person("p1", "Alice"), person("p2", "Bob")])
+    output.people([person("p1", "Alicia"), person("p2", "Bob")])
+    change = sink.people[-1]
+    assert [(a.slug, b.slug) for a, b in change.renamed] == [("alice", "alicia")]
+    assert [s.slug for s in change.states] == ["alicia"]
+    # The daemon stops; Bob is removed and Alicia renamed meanwhile; at the next start both are cleaned up.
+    sink2 = RecordingSink()
+    RecognitionOutput(sink2, 60, published=published).people([person("p1", "Ali")])
+    (first,) = sink2.people
+    assert [p.slug for p in first.removed] == ["bob"]
+    assert [(a.slug, b.slug) for a, b in first.renamed] == [("alicia", "ali")]
+    assert [(s.slug, s.state) for s in first.states] == [("ali", "absent")]

@@ -29,6 +29,7 @@ log = structlog.get_logger("nvr.daemon")
 # When neither the configuration nor the model's catalogue entry gives a threshold (cosine similarity).
 FALLBACK_THRESHOLD = 0.4
 EMBEDDER_SUFFIXES = (".onnx", ".tflite", ".hef")
+PUBLISHED_PEOPLE = "published_people.json"  # whose presence topics and entities are on the broker
 
 
 def resolve_embedder(config: RecognitionConfig, config_dir: Path) -> tuple[Path, float | None]:
@@ -116,7 +117,7 @@ def open_recognition(
         log.error("recognition off: the face library cannot be used; detecting without it", error=exc.message)
         return setup
     crops = CropStore(state_dir, recognition.keep_crops_days, recognition.keep_crops_max)
-    output = RecognitionOutput(sink, recognition.presence_timeout_s, crops)
+    output = RecognitionOutput(sink, recognition.presence_timeout_s, crops, state_dir / PUBLISHED_PEOPLE)
     setup.closers.append(output.close)
     enabled = {c.name for c in config.cameras if getattr(c, "recognition", True)}
 
