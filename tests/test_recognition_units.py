@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from recognition_helpers import RecordingSink
 
 from nvr.contracts.faces import SCRFD_LANDMARKS
 from nvr.contracts.identity import Identity
 from nvr.recognition.library import FaceLibrary, Person, PersonError
 from nvr.recognition.output import RecognitionOutput
-from nvr.recognition.presence import PeopleChange, PresenceState
 from nvr.recognition.quality import QualityLimits, assess, pose, sharpness
-from nvr.recognition.strangers import StrangerEvent, StrangerStore
+from nvr.recognition.strangers import StrangerStore
 from nvr.recognition.track_identity import IdentityRules, PersonScore, TokenBucket, TrackIdentities
 
 # The ArcFace template's landmarks: a perfectly frontal face, 112 px.
@@ -252,27 +251,6 @@ def test_idle_tracks_are_forgotten() -> None:
 
 
 # --- presence ---------------------------------------------------------------------------------------------
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.presence: list[PresenceState] = []
-        self.people: list[PeopleChange] = []
-        self.strangers: list[StrangerEvent] = []
-        self.cameras: list[str] = []
-
-    def enable_strangers(self, camera: str) -> None:
-        self.cameras.append(camera)
-
-    def publish_stranger(self, event: StrangerEvent) -> None:
-        self.strangers.append(event)
-
-    def publish_presence(self, states: Sequence[PresenceState]) -> None:
-        self.presence += states
-
-    def publish_people(self, change: PeopleChange) -> None:
-        self.people.append(change)
-        self.presence += change.states
 
 
 def person(pid: str, name: str) -> Person:
