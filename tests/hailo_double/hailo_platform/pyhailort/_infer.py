@@ -224,6 +224,9 @@ class InferModel:
             hang = config.hang_after is not None and registry.hangs_done < config.hangs
             registry.hangs_done += int(hang)
             group = self._info.default_group
+            observed = registry.observed.setdefault(group.name, _pyhailort.Observed())
+            observed.queue_size = queue_size
+            observed.configures.append(self._batch_size)
             core = SimulatedCore(
                 Compute(group, config),
                 config,
@@ -231,6 +234,7 @@ class InferModel:
                 hang,
                 registry.timeline,
                 config.latency_for(group.name),
+                observed,
             )
         configured = _ConfiguredCore(core, self)
         self._vdevice._configured.append(configured)

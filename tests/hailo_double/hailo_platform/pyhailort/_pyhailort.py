@@ -318,6 +318,16 @@ class DeviceTimeline:
             return self._free_at
 
 
+@dataclass
+class Observed:
+    """What one network's host did to the device queue, for tests of how an engine feeds it."""
+
+    queue_size: int = 0
+    max_in_flight: int = 0  # frames
+    job_sizes: dict[int, int] = field(default_factory=dict)  # frames per run_async -> count
+    configures: list[int] = field(default_factory=list)  # batch size of each configure()
+
+
 class DeviceRegistry:
     """Which VDevices of this process hold the device, and the flock that keeps other processes out."""
 
@@ -326,6 +336,7 @@ class DeviceRegistry:
         self._holder: _Holder | None = None
         self.hangs_done = 0
         self.timeline = DeviceTimeline()  # the one simulated chip of this process
+        self.observed: dict[str, Observed] = {}  # per network group name
 
     def acquire(self, config: DoubleConfig, group_id: str, service: bool) -> None:
         if config.devices <= 0:

@@ -28,6 +28,7 @@ from hailo_platform.pyhailort._pyhailort import (
     DeviceTimeline,
     DoubleConfig,
     FormatType,
+    Observed,
     fail,
 )
 from nvr.assets import assets_dir
@@ -180,12 +181,14 @@ class SimulatedCore:
         hang: bool,
         timeline: DeviceTimeline,
         latency_s: float,
+        observed: Observed,
     ) -> None:
         self.compute = compute
         self.config = config
         self.queue_size = queue_size
         self.timeline = timeline
         self.latency_s = latency_s
+        self.observed = observed
         self._hang_after = config.hang_after if hang else None
         self._cond = threading.Condition()
         self._jobs: collections.deque[Job] = collections.deque()
@@ -222,6 +225,9 @@ class SimulatedCore:
                 )
                 self._callback_thread.start()
             self._in_flight += len(job.frames)
+            self.observed.max_in_flight = max(self.observed.max_in_flight, self._in_flight)
+            sizes = self.observed.job_sizes
+            sizes[len(job.frames)] = sizes.get(len(job.frames), 0) + 1
             self._jobs.append(job)
             self._cond.notify_all()
 
