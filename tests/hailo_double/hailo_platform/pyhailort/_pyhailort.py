@@ -22,6 +22,8 @@ a VDevice is created, so a subprocess `nvr` can be pointed at it:
   HAILO_DOUBLE_FAIL_STATUS HailoRT status those jobs fail with (default 8, HAILO_INTERNAL_FAILURE)
   HAILO_DOUBLE_HANG_AFTER  frames after which the device stops completing jobs
   HAILO_DOUBLE_HANGS       how many configured models (per process) hang that way (default 1)
+  HAILO_DOUBLE_DRIVER_VERSION  version of the hailo_pci kernel driver; VDevice() fails with status 76
+                           (HAILO_INVALID_DRIVER_VERSION) unless it equals the library's (as HailoRT does)
   HAILO_DOUBLE_ONNX        ONNX model to compute SCRFD outputs with (default: by network name in NVR_ASSETS)
   HAILO_DOUBLE_EMBEDDER_ONNX  ONNX embedder for HEFs with one 112x112x3 input and one NC output (default:
                            models/recognition/fr_feature_512.onnx in NVR_ASSETS, for 512-value outputs)
@@ -45,13 +47,15 @@ STATUS_NAMES: dict[int, str] = {
     8: "HAILO_INTERNAL_FAILURE", 13: "HAILO_OPEN_FILE_FAILURE", 26: "HAILO_INVALID_HEF",
     36: "HAILO_DRIVER_OPERATION_FAILED", 61: "HAILO_NOT_FOUND", 62: "HAILO_COMMUNICATION_CLOSED",
     63: "HAILO_STREAM_ABORT", 64: "HAILO_DRIVER_NOT_INSTALLED", 73: "HAILO_DEVICE_IN_USE",
-    74: "HAILO_OUT_OF_PHYSICAL_DEVICES", 77: "HAILO_RPC_FAILED", 79: "HAILO_NOT_SUPPORTED",
+    74: "HAILO_OUT_OF_PHYSICAL_DEVICES", 76: "HAILO_INVALID_DRIVER_VERSION", 77: "HAILO_RPC_FAILED",
+    79: "HAILO_NOT_SUPPORTED",
     82: "HAILO_QUEUE_IS_FULL", 91: "HAILO_HEF_FILE_CORRUPTED", 92: "HAILO_HEF_NOT_SUPPORTED",
     93: "HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE",
 }  # fmt: skip
 HAILO_INVALID_ARGUMENT, HAILO_TIMEOUT, HAILO_INVALID_OPERATION = 2, 4, 6
 HAILO_OPEN_FILE_FAILURE, HAILO_INVALID_HEF, HAILO_NOT_FOUND, HAILO_STREAM_ABORT = 13, 26, 61, 63
 HAILO_OUT_OF_PHYSICAL_DEVICES, HAILO_RPC_FAILED, HAILO_QUEUE_IS_FULL = 74, 77, 82
+HAILO_INVALID_DRIVER_VERSION = 76
 HAILO_HEF_FILE_CORRUPTED, HAILO_HEF_NOT_SUPPORTED, HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE = 91, 92, 93
 
 
@@ -238,6 +242,7 @@ class DoubleConfig:
     hangs: int
     onnx: str | None
     embedder_onnx: str | None = None
+    driver_version: str | None = None
     latency_by_network: tuple[tuple[str, float], ...] = ()
 
     def latency_for(self, network_group: str) -> float:
@@ -275,6 +280,7 @@ class DoubleConfig:
             hangs=int(env.get("HAILO_DOUBLE_HANGS", "1")),
             onnx=env.get("HAILO_DOUBLE_ONNX"),
             embedder_onnx=env.get("HAILO_DOUBLE_EMBEDDER_ONNX"),
+            driver_version=env.get("HAILO_DOUBLE_DRIVER_VERSION"),
             latency_by_network=tuple(per_network),
         )
 
@@ -339,6 +345,14 @@ class DeviceRegistry:
         self.observed: dict[str, Observed] = {}  # per network group name
 
     def acquire(self, config: DoubleConfig, group_id: str, service: bool) -> None:
+        library = default_version()
+        if config.devices > 0 and config.driver_version and config.driver_version != library:
+            # HailoRTDriver::validate_driver_version: major, minor and revision must all match.
+            log_error(
+                f"CHECK failed - Driver version ({config.driver_version}) is different from library "
+                f"version ({library})"
+            )
+            raise fail(HAILO_INVALID_DRIVER_VERSION, "Driver version mismatch")
         if config.devices <= 0:
             raise fail(
                 HAILO_OUT_OF_PHYSICAL_DEVICES,
