@@ -102,11 +102,11 @@ sed "s#/opt/nvr#$PREFIX#g; s#/etc/nvr#$CONFIG_DIR#g" "$SOURCE_DIR/systemd/nvr.se
 mv "$UNIT_DIR/nvr.service.new" "$UNIT_DIR/nvr.service"
 chmod 0644 "$UNIT_DIR/nvr.service"
 
-if ! "$PREFIX/venv/bin/nvr" check-config "$CONFIG_DIR/nvr.yml"; then
-    say "the configuration has errors (above); fix them, then: systemctl restart nvr"
-fi
-if [ -z "$(ls -A "$STATE_DIR/models")" ]; then
-    say "no model yet: sudo -u $SERVICE_USER NVR_MODELS=$STATE_DIR/models $PREFIX/venv/bin/nvr models pull scrfd_2.5g"
+# Checked as the service sees it (its user, its state directory and model store): a model not pulled yet
+# is reported with the `nvr models pull` command that fetches it into the service's store.
+if ! runuser -u "$SERVICE_USER" -- env STATE_DIRECTORY="$STATE_DIR" \
+        "$PREFIX/venv/bin/nvr" check-config "$CONFIG_DIR/nvr.yml"; then
+    say "the configuration is not ready (above); fix it, then: systemctl restart nvr"
 fi
 
 if have_systemd; then
