@@ -7,7 +7,11 @@ device falls behind. The engine copies each frame once, into a pre-allocated inp
 device, and releases the reference at once. Several jobs are in flight; HailoRT's callback thread only
 hands the finished buffer set to the result queue. A result is the device's raw uint8 maps with each output's
 quantization (`RawOutput`), tagged with its frame; the consumer (the SCRFD postprocessor) releases it,
-which returns its buffers to the pool.
+which returns its buffers to the pool. How many frames go in one job, and how many jobs are in flight,
+follows HailoRT's async queue size (hailo_device.plan_jobs), so the device never waits for the host.
+
+An optional face embedder HEF is configured on the same VDevice; its requests come in through
+`submit_embedding` and are launched by the same thread, between detection jobs (hailo_embedder.py).
 
 Failures: setup problems raise one-line `NvrError`s (see hailo_diagnostics). At run time a failed job is
 logged, counted and delivered with `error` set; jobs that stop completing (a hung device) or keep failing
@@ -19,7 +23,6 @@ from __future__ import annotations
 import collections
 import functools
 import importlib.util
-import logging
 import queue
 import threading
 import time
@@ -29,11 +32,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 from pydantic import Field
 
 from nvr.backends import hailo_diagnostics as diag
 from nvr.backends.base import BackendPlugin, OpenedEngine, OutputShape, PluginConfig
-from nvr.backends.hailo_device import HailoSettings, InferenceResult, Session
+from nvr.backends.hailo_device import DetectorNet, HailoSettings, InferenceResult, JobPlan, Session, plan_jobs
+from nvr.backends.hailo_embedder import EmbedRequest, HailoEmbedder, check_embedder, open_hailo_embedder
 from nvr.contracts.frameref import ArrayFrame, FrameRef
 from nvr.contracts.tensors import RawOutput
 from nvr.errors import DeviceError, NvrError
@@ -45,9 +50,13 @@ __all__ = [
     "EngineStats",
     "HailoBackend",
     "HailoConfig",
+    "HailoEmbedder",
     "HailoEngine",
     "HailoSettings",
     "InferenceResult",
+    "JobPlan",
+    "open_hailo_embedder",
+    "plan_jobs",
 ]
 
 KEY = "hailo"
@@ -70,7 +79,7 @@ class HailoConfig(PluginConfig):
         return HailoSettings(**values)
 
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 _POLL_S = 0.1  # how often a waiting engine thread looks at stop / hang conditions
 _FAILURE_LOG_INTERVAL_S = 10.0  # failed jobs are logged at most this often (with a running count)
 
@@ -91,14 +100,31 @@ class _RestartError(Exception):
 
 
 class HailoEngine:
-    """The asynchronous engine. `start()`, then `submit()` frames and `get_result()`; `close()` at the end."""
+    """The asynchronous engine. `start()`, then `submit()` frames and `get_result()`; `close()` at the end.
 
-    def __init__(self, hef_path: str | Path, settings: HailoSettings | None = None) -> None:
+    `hef_path` is the detector (None: an embedder-only engine); `embedder_hef` an optional face embedder
+    configured on the same device, used through `embedder()`."""
+
+    def __init__(
+        self,
+        hef_path: str | Path | None,
+        settings: HailoSettings | None = None,
+        *,
+        embedder_hef: str | Path | None = None,
+    ) -> None:
         self.settings = settings or HailoSettings()
         self.hailo = diag.import_hailort()
-        self.info = read_hef(hef_path)
-        diag.check_hailort_reads(self.info, str(self.hailo.__version__))
+        self.info = read_hef(hef_path) if hef_path is not None else None
+        self.embedder_info = read_hef(embedder_hef) if embedder_hef is not None else None
+        if self.embedder_info is not None:
+            check_embedder(self.embedder_info)  # before touching the device
+        for info in (self.info, self.embedder_info):
+            if info is not None:
+                diag.check_hailort_reads(info, str(self.hailo.__version__))
         self.stats = EngineStats()
+        self.plan: JobPlan | None = None  # the detector's, once started
+        self._embedder: HailoEmbedder | None = None
+        self._embed_requests: collections.deque[EmbedRequest] = collections.deque()
         self._queue: collections.deque[FrameRef] = collections.deque()
         self._queue_cond = threading.Condition()
         self._results: queue.SimpleQueue[InferenceResult] = queue.SimpleQueue()
@@ -108,7 +134,9 @@ class HailoEngine:
         self._consecutive_failures = 0
         self._last_error = ""
         self._callback_errors = 0
-        self.input_shape: tuple[int, int, int] = self.info.default_group.inputs[0].shape
+        self.input_shape: tuple[int, int, int] = (
+            self.info.default_group.inputs[0].shape if self.info is not None else (0, 0, 0)
+        )
         self._thread = threading.Thread(target=self._run, name="hailo-engine", daemon=True)
 
     # -- the consumer's side -----------------------------------------------------------------------------
@@ -131,6 +159,20 @@ class HailoEngine:
                 self.stats.dropped += 1
             self._queue_cond.notify()
 
+    def submit_embedding(self, request: EmbedRequest) -> None:
+        """Queue faces for the embedder (HailoEmbedder.embed); `request.done` is set when they are back."""
+        with self._queue_cond:
+            if self._stopping or self.embedder_info is None:
+                request.error = "the Hailo engine is closed" if self._stopping else "no embedder configured"
+                request.done.set()
+                return
+            self._embed_requests.append(request)
+            self._queue_cond.notify()
+
+    def embedder(self, *, owns_engine: bool = False) -> HailoEmbedder | None:
+        """The embedder interface of the engine's embedder HEF (None without one); after `start()`."""
+        return self._embedder if not owns_engine or self._embedder is None else self._embedder.owning()
+
     def get_result(self, timeout: float | None = None) -> InferenceResult | None:
         try:
             return self._results.get(timeout=timeout)
@@ -147,6 +189,10 @@ class HailoEngine:
         with self._queue_cond:
             while self._queue:
                 self._queue.popleft().release()
+            while self._embed_requests:
+                request = self._embed_requests.popleft()
+                request.error = "the Hailo engine closed"
+                request.done.set()
 
     def __enter__(self) -> HailoEngine:
         return self
@@ -158,7 +204,7 @@ class HailoEngine:
     def _run(self) -> None:
         session: Session | None = None
         try:
-            session = Session(self.hailo, self.info, self.settings)
+            session = self._open_session()
         except NvrError as exc:
             self._start_error = exc
         except Exception as exc:  # an unexpected HailoRT failure still ends start() with a one-line error
@@ -170,37 +216,48 @@ class HailoEngine:
                 session.close(drain_s=min(5.0, self.settings.hang_timeout_s))
                 return
             except _RestartError as why:
-                log.warning("%s: tearing down and re-creating the Hailo device", why)
+                log.warning("tearing down and re-creating the Hailo device", reason=str(why))
                 session = self._restart(session)
             except Exception:
                 log.exception("Hailo engine failed; tearing down and re-creating the Hailo device")
                 session = self._restart(session)
 
+    def _open_session(self) -> Session:
+        session = Session(self.hailo, self.info, self.settings, self.embedder_info)
+        if session.detector is not None:
+            self.plan = session.detector.plan
+        if session.embedder is not None and self._embedder is None:
+            net = session.embedder
+            self._embedder = HailoEmbedder(self, net.info, net.dim, net.quant, net.dtype)
+        return session
+
     def _restart(self, session: Session) -> Session | None:
         self.stats.restarts += 1
+        if session.embedder is not None:
+            session.embedder.fail_pending("the Hailo device was re-created")
         try:
             session.close(drain_s=0.0)  # aborts what is in flight: those frames come back with an error
         except Exception as exc:
-            log.warning("closing the failed Hailo device: %s", exc)
+            log.warning("closing the failed Hailo device reported an error", error=str(exc))
         return self._reopen()
 
     def _reopen(self) -> Session | None:
         while not self._stopping:
             try:
-                session = Session(self.hailo, self.info, self.settings)
+                session = self._open_session()
                 log.warning("Hailo device re-created; inference continues")
                 self._consecutive_failures = 0
                 return session
             except Exception as exc:
                 message = exc.message if isinstance(exc, NvrError) else str(exc)
-                log.error("cannot re-create the Hailo device: %s (retrying)", message)
+                log.error("cannot re-create the Hailo device; retrying", error=message)
                 time.sleep(self.settings.restart_delay_s)
         return None
 
     def _check(self, session: Session) -> None:
         """Raise _RestartError when the device hangs (jobs in flight, none completing) or keeps failing."""
         if session.in_flight > 0:
-            stalled = time.monotonic() - session.last_progress
+            stalled = time.monotonic() - session.last_progress()
             if stalled > self.settings.hang_timeout_s:
                 raise _RestartError(
                     f"the Hailo device stopped completing jobs ({session.in_flight} frames stuck for "
@@ -212,54 +269,69 @@ class HailoEngine:
             )
 
     def _serve(self, session: Session) -> None:
-        cim = session.configured
+        det = session.detector
         # Long enough that a busy device does not look like a timeout (HailoRT logs each one as an error).
         timeout_ms = 1000
         logged_failures, logged_at = 0, -_FAILURE_LOG_INTERVAL_S
         while True:
             with self._queue_cond:
-                if not self._queue and not self._stopping:
+                if not self._queue and not self._embed_requests and not self._stopping:
                     self._queue_cond.wait(_POLL_S)
                 if self._stopping:
                     return
-                n = min(session.frames_per_job, len(self._queue))
+                n = min(det.frames_per_job, len(self._queue)) if det is not None else 0
+                if session.embedder is not None:
+                    session.embedder.pending.extend(self._embed_requests)
+                self._embed_requests.clear()
             self._check(session)
             now = time.monotonic()
             if self.stats.failed > logged_failures and now - logged_at >= _FAILURE_LOG_INTERVAL_S:
                 log.warning(
-                    "Hailo job failed: %s (%d frames failed so far; carrying on)",
-                    self._last_error,
-                    self.stats.failed,
+                    "Hailo job failed; carrying on", error=self._last_error, failed_frames=self.stats.failed
                 )
                 logged_failures, logged_at = self.stats.failed, now
-            if n == 0:
+            self._launch_embeddings(session)
+            if n == 0 or det is None:
+                if det is None and session.embedder is not None and session.embedder.pending:
+                    time.sleep(0.0005)  # the embedder's queue is full: let its jobs complete
                 continue
-            entries = self._take_buffers(session, n)
+            entries = self._take_buffers(session, det, n)
             if entries is None:
                 continue
             try:
-                cim.wait_for_async_ready(timeout_ms=timeout_ms, frames_count=len(entries))
+                det.configured.wait_for_async_ready(timeout_ms=timeout_ms, frames_count=len(entries))
             except self.hailo.HailoRTException as exc:
                 for entry in entries:
                     entry.release()
                 if type(exc).__name__ == "HailoRTTimeout":
                     continue  # device busy; _check decides whether it hangs
                 raise _RestartError(f"the Hailo pipeline failed ({exc})") from None
-            self._launch(session, entries)
+            self._launch(det, entries)
 
-    def _take_buffers(self, session: Session, n: int) -> list[InferenceResult] | None:
+    def _launch_embeddings(self, session: Session) -> None:
+        if session.embedder is None or not session.embedder.pending:
+            return
+        try:
+            session.embedder.launch(self.hailo)
+        except self.hailo.HailoRTException as exc:
+            raise _RestartError(f"the Hailo embedder failed ({exc})") from None
+
+    def _take_buffers(self, session: Session, det: DetectorNet, n: int) -> list[InferenceResult] | None:
+        # With an embedder, wait in short steps so its requests are not held up behind detection.
+        poll = _POLL_S if session.embedder is None else 0.002
         entries: list[InferenceResult] = []
         while len(entries) < n:
             try:
-                entries.append(session.free.get(timeout=_POLL_S))
+                entries.append(det.free.get(timeout=poll))
             except queue.Empty:
                 # Every buffer set is in flight or held by the consumer: frames wait (and drop) in the queue.
-                if entries or self._stopping:
+                if entries or self._stopping or self._embed_requests:
                     break
                 self._check(session)
+                self._launch_embeddings(session)
         return entries or None
 
-    def _launch(self, session: Session, entries: list[InferenceResult]) -> None:
+    def _launch(self, session: DetectorNet, entries: list[InferenceResult]) -> None:
         cim = session.configured
         bindings = []
         job_entries = []
@@ -274,8 +346,9 @@ class HailoEngine:
                 entry.release()
                 self.stats.rejected += 1
                 log.error(
-                    "frame %r is %s, the model takes %s: skipped", frame.tag, pixels.shape, entry.input.shape
-                )
+                    "frame of the wrong size skipped",
+                    frame=repr(frame.tag), shape=pixels.shape, model_shape=entry.input.shape,
+                )  # fmt: skip
                 continue
             np.copyto(entry.input, pixels)  # the one copy: into the buffer the device reads
             if not frame.release():
@@ -301,7 +374,7 @@ class HailoEngine:
                 entry.release()
             raise _RestartError(f"run_async failed ({exc})") from None
 
-    def _on_done(self, session: Session, entries: list[InferenceResult], completion_info: Any) -> None:
+    def _on_done(self, session: DetectorNet, entries: list[InferenceResult], completion_info: Any) -> None:
         """HailoRT's callback thread: hand the results on. Must never raise (it would abort the process)."""
         try:
             exc = completion_info.exception
@@ -362,6 +435,7 @@ class HailoBackend:
 
 
 def _output_shapes(engine: HailoEngine) -> list[OutputShape]:
+    assert engine.info is not None  # a detector engine
     return [tuple(layer.shape) for layer in engine.info.default_group.outputs]
 
 

@@ -42,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _route_structlog_to_stderr()
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Warnings on stderr, never on stdout (which carries --json output); `nvr run` sets up its own logging.
+    from nvr.logsetup import configure_logging
+
+    configure_logging("warning", "console")
     try:
         result: int = args.handler(args)
         return result

@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         f"{args.config}: OK: {len(config.cameras)} camera(s), {enabled} enabled; "
         f"detector {config.detector.backend}/{config.detector.model}; {broker}; {recognition}"
     )
+    hailort = _hailort_line(config, args.config.resolve())
+    if hailort is not None:
+        print(f"{args.config}: {hailort}")
     return int(ExitCode.OK)
 
 
@@ -69,3 +72,15 @@ def _check_recognition(config: NvrConfig, config_dir: Path) -> str:
     with FaceLibrary(path, create=False) as library:
         people = len(library.people())
     return f"recognition with {model} (threshold {threshold:g}); library {path}: {people} people"
+
+
+def _hailort_line(config: Any, config_path: Path) -> str | None:
+    """For a HEF: which HailoRT it needs versus the one installed (driver mismatches show only at run)."""
+    from nvr.backends.hailo_diagnostics import hailort_compatibility
+    from nvr.hef import read_hef
+    from nvr.models.resolve import resolve_configured
+
+    model = resolve_configured(config.detector, config_path.parent)
+    if model.path.suffix.lower() != ".hef":
+        return None
+    return f"detector.model {model.path.name}: {hailort_compatibility(read_hef(model.path)).line()}"
