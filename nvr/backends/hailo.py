@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import structlog
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from nvr.backends import hailo_diagnostics as diag
 from nvr.backends.base import BackendPlugin, OpenedEngine, OutputShape, PluginConfig
@@ -69,6 +69,15 @@ class HailoConfig(PluginConfig):
     queue: int = Field(default=16, ge=1, le=256, description="frames waiting for the device, at most")
     multi_process_service: bool = Field(default=False, description="share the device via hailort_service")
     group_id: str = Field(default="SHARED", min_length=1, description="VDevice group for sharing")
+
+    # Not a user setting: the daemon sets it when recognition's embedder is a HEF (one VDevice, two networks).
+    _embedder_hef: Path | None = PrivateAttr(default=None)
+
+    def with_embedder(self, hef: Path) -> HailoConfig:
+        """This configuration, with a face embedder HEF configured beside the detector."""
+        copy = self.model_copy()
+        copy._embedder_hef = hef
+        return copy
 
     def settings(self, **overrides: Any) -> HailoSettings:
         values: dict[str, Any] = {
@@ -445,7 +454,7 @@ def _open_backend(path: Path, config: HailoConfig, input_size: tuple[int, int]) 
 
 
 def _open_engine(path: Path, config: HailoConfig, input_size: tuple[int, int]) -> OpenedEngine:
-    engine = HailoEngine(path, config.settings()).start()
+    engine = HailoEngine(path, config.settings(), embedder_hef=config._embedder_hef).start()
     height, width = engine.input_shape[0], engine.input_shape[1]
     return OpenedEngine(
         engine, KEY, width, height, _output_shapes(engine),

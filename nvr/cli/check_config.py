@@ -60,12 +60,21 @@ def run(args: argparse.Namespace) -> int:
 def _check_recognition(config: NvrConfig, config_dir: Path) -> str:
     """Open the embedder and the library the daemon would use; NvrError names what is wrong."""
     from nvr.daemon.events import state_dir
-    from nvr.daemon.recognition import open_configured_embedder
+    from nvr.daemon.recognition import HAILO, resolve_embedder
+    from nvr.families.arcface import open_embedder
     from nvr.recognition.library import FaceLibrary
 
-    embedder, threshold = open_configured_embedder(config.recognition, config_dir)
-    with embedder:
-        model = embedder.model_id
+    choice = resolve_embedder(config.recognition, config_dir)
+    threshold = choice.threshold
+    if choice.model.backend == HAILO:
+        from nvr.backends.hailo_embedder import check_embedder
+        from nvr.hef import read_hef
+
+        dim = check_embedder(read_hef(choice.model.path))  # the device is checked when the daemon opens it
+        model = f"{choice.model.path.name} ({dim} values, on the Hailo)"
+    else:
+        with open_embedder(choice.model.path, mean=choice.mean, std=choice.std) as embedder:
+            model = embedder.model_id
     path = config.recognition.library_path(state_dir(config))
     if not path.exists():
         return f"recognition with {model} (threshold {threshold:g}); library {path} not created yet"

@@ -23,6 +23,7 @@ from nvr.contracts.frameslots import RingLayout, remove_stale_segments, segments
 from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput, open_event_output
 from nvr.daemon.model import DetectionModel, open_configured_model
+from nvr.daemon.recognition import hailo_embedder_hef
 from nvr.daemon.sdnotify import SystemdNotifier
 from nvr.daemon.stats import STALL_AFTER, DaemonStats
 from nvr.daemon.watch import FileWatcher
@@ -92,10 +93,15 @@ class Daemon:
         removed = remove_stale_segments(config.instance)
         if removed:
             log.warning("removed shared memory left by a previous run", segments=removed)
-        model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
+        config_dir = self.config_path.parent
+        # Recognition's embedder HEF goes on the detector's VDevice: both networks on the one Hailo.
+        embedder_hef = hailo_embedder_hef(config, config_dir)
+        model = open_configured_model(config.detector, config_dir, min_threshold(config), embedder_hef)
         self._model = model
+        engine_embedder = getattr(model.engine, "embedder", None)
+        hailo_embedder = engine_embedder() if callable(engine_embedder) else None
         self._events = open_event_output(
-            config, [c.name for c in config.enabled_cameras], self.config_path.parent
+            config, [c.name for c in config.enabled_cameras], config_dir, hailo_embedder
         )
         self._ready_queue = capture_context().Queue()
         capture = config.capture

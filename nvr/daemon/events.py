@@ -15,6 +15,7 @@ from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
+from nvr.recognition.stage import EmbedderLike
 
 log = structlog.get_logger(__name__)
 
@@ -71,14 +72,21 @@ class EventOutput:
 
 
 def _stages(
-    config: NvrConfig, sink: EventSink, cameras: list[str], config_dir: Path
+    config: NvrConfig, sink: EventSink, cameras: list[str], config_dir: Path, hailo: EmbedderLike | None
 ) -> tuple[FaceStages, RecognitionSetup]:
-    setup = open_recognition(config, config_dir, state_dir(config), sink)
+    setup = open_recognition(config, config_dir, state_dir(config), sink, hailo)
     wiring = (setup.output, setup.factory) if setup.output is not None and setup.factory is not None else None
     return FaceStages(config.events, sink, cameras, recognition=wiring), setup
 
 
-def open_event_output(config: NvrConfig, cameras: list[str], config_dir: Path | None = None) -> EventOutput:
+def open_event_output(
+    config: NvrConfig,
+    cameras: list[str],
+    config_dir: Path | None = None,
+    hailo_embedder: EmbedderLike | None = None,
+) -> EventOutput:
+    """The stages after detection and their sink; `hailo_embedder`: recognition's embedder on the detector's
+    VDevice, when both are HEFs."""
     config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
     if mqtt is not None:
@@ -87,12 +95,12 @@ def open_event_output(config: NvrConfig, cameras: list[str], config_dir: Path | 
             mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        stages, setup = _stages(config, mqtt_sink, cameras, config_dir)
+        stages, setup = _stages(config, mqtt_sink, cameras, config_dir, hailo_embedder)
         output = EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher, setup)
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    stages, setup = _stages(config, sink, cameras, config_dir)
+    stages, setup = _stages(config, sink, cameras, config_dir, hailo_embedder)
     return EventOutput(stages, sink, description, recognition=setup)

@@ -55,10 +55,9 @@ class EmbedderLike(Protocol):
     model_id: str
     dim: int
 
-    @property
-    def batch(self) -> int: ...
-
     def embed(self, aligned: RgbImage) -> FloatArray: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +82,8 @@ class EmbedWorker:
     def __init__(self, embedder: EmbedderLike, library: FaceLibrary | None) -> None:
         self.embedder = embedder
         self.library = library
+        # Faces per call: the model's batch (a CPU embedder says; the Hailo engine batches on its own).
+        self._batch = max(1, int(getattr(embedder, "batch", 4)))
         self.jobs: queue.Queue[_Job | None] = queue.Queue(_MAX_QUEUED)
         self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self.reembed = threading.Event()
@@ -121,7 +122,7 @@ class EmbedWorker:
             if job is None:
                 return
             batch = [job]
-            while len(batch) < max(1, self.embedder.batch):
+            while len(batch) < self._batch:
                 try:
                     more = self.jobs.get_nowait()
                 except queue.Empty:
