@@ -107,10 +107,13 @@ def feed(ids: TrackIdentities, clock: Clock, key: str, vector: np.ndarray, quali
 def test_one_frame_never_names_and_two_agreeing_do() -> None:
     clock = Clock()
     ids = identities(clock)
-    assert feed(ids, clock, "t", ALICE) is None
+    just_over = unit([0.55, 0.0, 0.835, 0.0])  # Alice 0.55: over the threshold 0.5, not by 0.15
+    assert feed(ids, clock, "t", just_over) is None, "one frame just over the threshold does not name"
     decision = feed(ids, clock, "t", unit([0.9, 0.1, 0.1, 0]))
     assert decision is not None and decision.identity.name == "Alice" and decision.identity.person_id == "p1"
     assert decision.identity.model == "m1" and not decision.stranger
+    # One clear, close face (far over the threshold) names at once: no need to wait a detection cycle.
+    assert feed(ids, clock, "u", ALICE) is not None
 
 
 def test_one_bad_frame_does_not_unname() -> None:

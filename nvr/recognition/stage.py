@@ -65,6 +65,7 @@ class _Job:
     key: tuple[str, int]
     aligned: RgbImage  # 112x112x3
     quality: float
+    capture_time: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +74,18 @@ class _Done:
     embedding: FloatArray
     quality: float
     aligned: RgbImage
+    capture_time: float
 
 
 class EmbedWorker:
     """The embedder's own thread: faces in (batched as the model allows), embeddings out; between faces,
     library samples that lack the model's embedding."""
 
-    def __init__(self, embedder: EmbedderLike, library: FaceLibrary | None) -> None:
+    def __init__(
+        self, embedder: EmbedderLike, library: FaceLibrary | None, on_done: Callable[[], None] | None = None
+    ) -> None:
         self.embedder = embedder
+        self.on_done = on_done  # called on this thread after each batch: the stage applies it at once
         self.library = library
         # Faces per call: the model's batch (a CPU embedder says; the Hailo engine batches on its own).
         self._batch = max(1, int(getattr(embedder, "batch", 4)))
@@ -142,7 +147,12 @@ class EmbedWorker:
             self.embed_seconds += time.monotonic() - started
             self.embedded += len(batch)
             for j, vector in zip(batch, vectors, strict=True):
-                self.done.put(_Done(j.key, vector, j.quality, j.aligned))
+                self.done.put(_Done(j.key, vector, j.quality, j.aligned, j.capture_time))
+            if self.on_done is not None:
+                try:
+                    self.on_done()
+                except Exception as exc:  # the results thread applies them at its next frame instead
+                    log.error("applying embeddings failed", error=f"{type(exc).__name__}: {exc}")
 
     def _reembed_one(self) -> None:
         """Embed one library sample that lacks this model's embedding (from its stored aligned crop)."""
@@ -204,7 +214,8 @@ class RecognitionStage:
         self._person_ids: dict[str, str] = {}
         self._version = -1
         self._next_poll = 0.0
-        self.worker = EmbedWorker(embedder, library)
+        self.worker = EmbedWorker(embedder, library, self._on_result)
+        self.on_result: Callable[[], None] | None = None  # set by the stages' owner: flush under its lock
         self._pending: dict[str, TrackedFrame] = {}  # decisions for tracks not in the next frame, by camera
         self._stranger_cameras: set[str] = set()
         self.counters = {"embedded": 0, "refused_quality": 0, "refused_sharpness": 0, "skipped_busy": 0}
@@ -277,14 +288,24 @@ class RecognitionStage:
         if now >= self._next_poll:
             self._next_poll = now + LIBRARY_POLL_S
             self._reload_library()
-        self._apply_results()
-        for camera in list(self._pending):
-            self.downstream.handle(self._pending.pop(camera))
+        self.flush()
         self.output.expire()
         self.identities.prune(TRACK_IDLE_S)
 
+    def flush(self) -> None:
+        """Apply the embedder's results now and pass the decisions on (in frame-less tracked frames). The
+        embedder thread calls it through `on_result` (under the stages' lock) so a decision does not wait
+        for the camera's next frame."""
+        self._apply_results()
+        for camera in list(self._pending):
+            self.downstream.handle(self._pending.pop(camera))
+
     def close(self) -> None:
         self.worker.close()
+
+    def _on_result(self) -> None:
+        if self.on_result is not None:
+            self.on_result()
 
     def _look(self, tracked: TrackedFrame) -> None:
         frame = tracked.frame
@@ -319,7 +340,7 @@ class RecognitionStage:
             if not ok or value < self.config.min_sharpness:
                 self.counters["refused_sharpness"] += 1
                 continue
-            if not self.worker.submit(_Job(key, crop, quality)):
+            if not self.worker.submit(_Job(key, crop, quality, frame.capture_time)):
                 self.counters["skipped_busy"] += 1
 
     # -- results --------------------------------------------------------------------------------------------
@@ -361,8 +382,11 @@ class RecognitionStage:
         pending.identities[track_id] = decision.identity
         if decision.stranger:
             pending.strangers[track_id] = group
+        evidence = self.identities.evidence(key)
         log.info(
             "face identified" if decision.identity.name else "face unknown",
             camera=camera, track=track_id, name=decision.identity.name,
             score=round(decision.identity.score, 3), stranger=decision.stranger, group=group,
+            embeddings=evidence.embedded if evidence else None,
+            seconds=round(time.time() - evidence.first_seen, 2) if evidence else None,  # since its 1st frame
         )  # fmt: skip
