@@ -32,6 +32,10 @@ from nvr.errors import ExitCode
 from nvr.logsetup import configure_logging, set_level
 from nvr.metrics import MetricsServer
 
+# Sections a reload does not apply (a warning says so); the rest, and cameras[], apply at once.
+RESTART_SECTIONS = (
+    "detector", "mqtt", "events", "event_file", "metrics", "instance", "state_dir", "recognition",
+)  # fmt: skip
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_BUDGET = 10.0  # seconds from SIGTERM to exit, all included (systemd's TimeoutStopSec is 15)
@@ -186,7 +190,7 @@ class Daemon:
             return False
         ignored = [
             section
-            for section in ("detector", "mqtt", "events", "event_file", "metrics", "instance", "state_dir")
+            for section in RESTART_SECTIONS
             if getattr(config, section) != getattr(self.config, section)
         ]
         layout = ("ring_slots", "snapshot_width", "snapshot_height")
@@ -196,6 +200,12 @@ class Daemon:
             log.warning("these sections change only on restart", sections=ignored)
         if config.logging != self.config.logging:
             set_level(config.logging.level)
+        if self._events is not None:
+            # cameras[].recognition takes effect at once (the recognition section itself on restart).
+            wanted = {c.name for c in config.cameras if c.recognition}
+            enabled = self._events.recognition.cameras  # read by the results thread: never empty it midway
+            enabled.intersection_update(wanted)
+            enabled.update(wanted)
         plan = self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         if self._pipeline is not None and config.detector == self.config.detector:
             self._pipeline.set_threshold(min_threshold(config))

@@ -96,6 +96,7 @@ class RecognitionSetup:
     output: RecognitionOutput | None = None
     factory: Callable[[TrackSink], RecognitionStage] | None = None
     status: str = "off"  # for /healthz: "on (<model>, N people)", "off", or "off: <reason>"
+    cameras: set[str] = field(default_factory=set)  # cameras with recognition on (updated on reload)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -140,7 +141,8 @@ def open_recognition(
     crops = CropStore(state_dir, recognition.keep_crops_days, recognition.keep_crops_max)
     output = RecognitionOutput(sink, recognition.presence_timeout_s, crops, state_dir / PUBLISHED_PEOPLE)
     setup.closers.append(output.close)
-    enabled = {c.name for c in config.cameras if getattr(c, "recognition", True)}
+    setup.cameras.update(c.name for c in config.cameras if c.recognition)
+    enabled = setup.cameras
 
     def factory(downstream: TrackSink) -> RecognitionStage:
         stage = RecognitionStage(

@@ -213,6 +213,7 @@ class RecognitionStage:
         self._matcher: Matcher | None = None
         self._person_ids: dict[str, str] = {}
         self._version = -1
+        self._library_error = ""
         self._next_poll = 0.0
         self.worker = EmbedWorker(embedder, library, self._on_result)
         self.on_result: Callable[[], None] | None = None  # set by the stages' owner: flush under its lock
@@ -233,8 +234,11 @@ class RecognitionStage:
             matrix, owners = self.library.embedding_matrix(self.embedder.model_id)
             missing = self.library.samples_missing(self.embedder.model_id)
         except LibraryError as exc:
-            log.error("face library unreadable; keeping the previous one", error=exc.message)
+            if exc.message != self._library_error:  # once per distinct problem, not every second
+                self._library_error = exc.message
+                log.error("face library unreadable; keeping the people read before", error=exc.message)
             return
+        self._library_error = ""
         names = {p.id: p.name for p in people}
         self._matcher = Matcher(
             matrix, owners, names, self.embedder.model_id, threshold=self.threshold, margin=self.config.margin
