@@ -100,7 +100,9 @@ def identities(clock: Clock, **rules: float) -> TrackIdentities:
 
 def feed(ids: TrackIdentities, clock: Clock, key: str, vector: np.ndarray, quality: float = 0.5):  # type: ignore[no-untyped-def]
     clock.now += 0.3
-    assert ids.want(key, 1000.0)
+    if not ids.want(key, 1000.0):
+        clock.now += 1.0  # a decided track is embedded at most once a second
+        assert ids.want(key, 1000.0)
     return ids.add(key, vector, quality)
 
 
@@ -174,6 +176,15 @@ def test_per_track_interval_and_global_budget() -> None:
     clock.now += 0.5
     assert ids.want("c", 0.0)
     assert ids.add("gone", ALICE, 1.0) is None
+    # Once decided, a track is embedded at most once a second (enough to notice a change).
+    ids.add("a", ALICE, 1.0)
+    assert ids.identity("a") is not None
+    clock.now += 2.0
+    assert ids.want("a", 0.0)
+    clock.now += 0.5
+    assert not ids.want("a", 0.0)
+    clock.now += 0.6
+    assert ids.want("a", 0.0)
 
 
 # --- stranger groups ---------------------------------------------------------------------------------------

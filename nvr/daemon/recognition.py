@@ -86,7 +86,9 @@ def open_configured_embedder(
         cpu = cpu_counterpart(model, "embed with on the CPU (the detector is not on the Hailo)", ModelError)
         log.warning("recognition embeds on the CPU: the detector is not on the Hailo", model=cpu.path.name)
         choice = _choice(cpu, config)  # the CPU model's own threshold and normalisation
-    return open_embedder(choice.model.path, mean=choice.mean, std=choice.std), choice.threshold
+    # One thread: the model then computes in the recognition stage's own (low-priority) thread.
+    embedder = open_embedder(choice.model.path, mean=choice.mean, std=choice.std, threads=1)
+    return embedder, choice.threshold
 
 
 @dataclass

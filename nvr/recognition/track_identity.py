@@ -44,7 +44,8 @@ class IdentityRules:
     margin: float  # ... and beat the runner-up person by this much
     stranger_after_embeddings: int = 5
     stranger_after_s: float = 4.0
-    per_track_interval: float = 0.25  # seconds between two embeddings of one track
+    per_track_interval: float = 0.25  # seconds between two embeddings of one track ...
+    decided_interval: float = 1.0  # ... once it is decided (named or a stranger): only to notice a change
     best_k: int = 5  # the track's evidence: the mean of its best `best_k` embeddings
     min_embeddings: int = 2  # a name needs at least this many embeddings agreeing ...
     single_margin: float = 0.15  # ... unless one clears the threshold by this much (a clear, close face)
@@ -138,7 +139,8 @@ class TrackIdentities:
         if track is None:
             track = self._tracks[key] = TrackEvidence(first_seen)
         track.last_seen = now
-        if now - track.last_request < self.rules.per_track_interval:
+        interval = self.rules.per_track_interval if track.identity is None else self.rules.decided_interval
+        if now - track.last_request < interval:
             return False
         if not self.budget.take():
             self.skipped_budget += 1
