@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,10 +13,11 @@ from recognition_helpers import RecordingSink
 
 from nvr.contracts.faces import SCRFD_LANDMARKS
 from nvr.contracts.identity import Identity
+from nvr.recognition.crops import CropStore
 from nvr.recognition.library import FaceLibrary, Person, PersonError
 from nvr.recognition.output import RecognitionOutput
 from nvr.recognition.quality import QualityLimits, assess, pose, sharpness
-from nvr.recognition.strangers import StrangerStore
+from nvr.recognition.strangers import StrangerEvent, StrangerStore
 from nvr.recognition.track_identity import IdentityRules, PersonScore, TokenBucket, TrackIdentities
 
 # The ArcFace template's landmarks: a perfectly frontal face, 112 px.
@@ -307,3 +310,76 @@ def test_people_changes_and_restart_reconciliation(tmp_path: Path) -> None:
     assert [p.slug for p in first.removed] == ["bob"]
     assert [(a.slug, b.slug) for a, b in first.renamed] == [("alicia", "ali")]
     assert [(s.slug, s.state) for s in first.states] == [("ali", "absent")]
+
+
+# --- the event stage with identities --------------------------------------------------------------------
+
+
+def test_events_carry_identity_updates_at_once_and_strangers_after_their_event(tmp_path: Path) -> None:
+    from nvr.contracts.faces import Detections
+    from nvr.contracts.frameresult import FrameResult
+    from nvr.contracts.tracks import TrackedFace, TrackedFrame
+    from nvr.events.config import EventsConfig
+    from nvr.events.stage import EventStage
+
+    class Sink(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order: list[str] = []
+            self.events: list[Any] = []
+
+        def publish_events(self, events: Sequence[Any]) -> None:
+            self.events += events
+            self.order += [f"{e.type}:{e.identity.name if e.identity else None}" for e in events]
+
+        def publish_face_count(self, camera: str, count: int) -> None:
+            pass
+
+        def publish_stranger(self, event: StrangerEvent) -> None:
+            super().publish_stranger(event)
+            self.order.append("stranger")
+
+    sink = Sink()
+    crops = CropStore(tmp_path, keep_days=1, keep_max=10)
+    output = RecognitionOutput(sink, 60, crops)
+    output.people([person("p1", "Alice")])
+    stage = EventStage(EventsConfig(update_interval=100), sink, ["door"], recognition=output)
+    box = np.array([[100, 100, 212, 212]], np.float32)
+    detections = Detections(box, np.array([0.9], np.float32), FRONTAL[None] + 100, SCRFD_LANDMARKS)
+    image = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)
+
+    def tracked(i: int, **extra: Any) -> TrackedFrame:
+        result = FrameResult("door", i, 1000.0 + i, (640, 480), detections, image)
+        return TrackedFrame("door", result, (TrackedFace(7, 0, 1000.0, i + 1, True),), **extra)
+
+    stage.handle(tracked(0))
+    stage.handle(tracked(1))  # within update_interval: nothing
+    alice = Identity("Alice", 0.7, "m", "p1")
+    stage.handle(TrackedFrame("door", None, identities={7: alice}))  # decided between frames: update now
+    stage.handle(tracked(2, identities={7: Identity("Alice", 0.71, "m", "p1")}))  # same person: no update
+    stage.handle(
+        TrackedFrame("door", None, identities={7: Identity(None, 0.2, "m")}, strangers={7: "unknown_1"})
+    )
+    assert sink.order == ["new:None", "update:Alice", "update:None", "stranger"]
+    assert sink.strangers[0].event_id == sink.events[0].id and sink.strangers[0].snapshot is True
+    assert [s.state for s in sink.presence] == ["absent", "present"]
+    assert sink.events[1].to_dict()["identity"] == {"name": "Alice", "score": 0.7, "model": "m"}
+    stage.close()
+    crops.close()
+    kept = list((tmp_path / "crops").glob("*.jpg"))
+    assert [p.stem for p in kept] == [sink.events[0].id], "the event's best aligned crop is kept"
+
+
+def test_crops_are_bounded_by_age_and_count(tmp_path: Path) -> None:
+    import os
+
+    store = CropStore(tmp_path, keep_days=1, keep_max=3)
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i in range(6):
+        path = folder / f"1765100000.00000{i}-abc123.jpg"
+        path.write_bytes(b"x")
+        os.utime(path, (1000.0 + i, 1000.0 + i))
+    assert store.prune(now=1000.0 + 86400 + 0.5) == 3  # the oldest is too old; then 3 of 5 left
+    assert sorted(p.name[16] for p in folder.glob("*.jpg")) == ["3", "4", "5"]
+    store.close()
