@@ -78,6 +78,14 @@ def warp_face(image: RgbImage, inverse: Float64Array, size: int) -> RgbImage:
     return np.asarray(warped)
 
 
+def warp_affine(image: RgbImage, inverse: Float64Array, size: int) -> RgbImage:
+    """`warp_face` for each inverse map of (N, 2, 3): (N, size, size, 3) uint8."""
+    out = np.zeros((len(inverse), size, size, 3), np.uint8)
+    for i, face in enumerate(inverse):
+        out[i] = warp_face(image, face, size)
+    return out
+
+
 def align_faces(
     image: RgbImage, landmarks: FloatArray, names: tuple[str, ...], size: int = ARCFACE_SIZE
 ) -> tuple[RgbImage, BoolArray]:
