@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nvr.cli import bench_detect
+from nvr.cli import bench_detect, bench_embed
 from nvr.contracts.frameref import SlotFrameRef
 from nvr.contracts.frameslots import FrameRing, RingLayout
 from nvr.contracts.geometry import Letterbox
@@ -50,7 +50,11 @@ def _register_inference(actions: Any) -> None:
     parser.set_defaults(handler=run_inference)
 
 
-_ACTIONS: tuple[Callable[[Any], None], ...] = (_register_inference, bench_detect.register_detect)
+_ACTIONS: tuple[Callable[[Any], None], ...] = (
+    _register_inference,
+    bench_detect.register_detect,
+    bench_embed.register_embed,
+)
 
 
 def run_inference(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     library = Path(library).expanduser()
 
     embedder_name = args.embedder or _configured(recognition, "embedder") or DEFAULT_EMBEDDER
-    embedder, entry = _resolve(str(embedder_name), config_dir if args.embedder is None else None)
+    embedder, entry = embedder_file(str(embedder_name), config_dir if args.embedder is None else None)
     if args.face_detector is not None:
         detector = resolve_model(args.face_detector)
     elif config is not None:
@@ -96,13 +96,24 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise ModelError(f"--threshold must be a cosine score between -1 and 1, got {threshold}")
     if not 0.0 <= float(margin) <= 2.0:
         raise ModelError(f"--margin must be between 0 and 2, got {margin}")
-    mean = entry.input_mean if entry is not None and entry.input_mean is not None else DEFAULT_MEAN
-    std = entry.input_std if entry is not None and entry.input_std is not None else DEFAULT_STD
+    mean, std = normalisation(entry)
     return Settings(library, embedder, mean, std, detector, float(threshold), float(margin))
 
 
 def open_embedder_for(settings: Settings) -> Embedder:
     return open_embedder(settings.embedder, mean=settings.embedder_mean, std=settings.embedder_std)
+
+
+def open_embedder_for_file(path: Path, entry: CatalogueEntry | None) -> Embedder:
+    mean, std = normalisation(entry)
+    return open_embedder(path, mean=mean, std=std)
+
+
+def normalisation(entry: CatalogueEntry | None) -> tuple[float, float]:
+    """(mean, std) of a float embedder: the catalogue's for its models, else the family's default."""
+    mean = entry.input_mean if entry is not None and entry.input_mean is not None else DEFAULT_MEAN
+    std = entry.input_std if entry is not None and entry.input_std is not None else DEFAULT_STD
+    return mean, std
 
 
 def _configured(section: Any, name: str) -> Any:
@@ -120,7 +131,7 @@ def _state_dir(config: Any) -> Path:
     return Path.home() / ".local" / "state" / "nvr"
 
 
-def _resolve(name: str, base_dir: Path | None) -> tuple[Path, CatalogueEntry | None]:
+def embedder_file(name: str, base_dir: Path | None = None) -> tuple[Path, CatalogueEntry | None]:
     """The embedder file for a path (relative to `base_dir` for values from a config file), a catalogue id
     or a catalogue family, with its catalogue entry when it has one. A HEF becomes the CPU model of its
     catalogue family: the Hailo is the daemon's."""
