@@ -125,3 +125,16 @@ def test_file_is_readable_by_group(tmp_path: Path) -> None:
     path = tmp_path / "state" / "faces.db"
     FaceLibrary(path).close()
     assert path.stat().st_mode & 0o040  # the daemon's group can read what the CLI created
+
+
+def test_the_service_user_run_by_hand_sees_the_daemons_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sudo -u nvr nvr faces ...`: no $STATE_DIRECTORY, but the service user's home is the state folder."""
+    from nvr.assets import systemd_state_directory
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("HOME", "/var/lib/nvr")
+    assert systemd_state_directory() == Path("/var/lib/nvr")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert systemd_state_directory() is None
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/nvr")
+    assert systemd_state_directory() == Path("/var/lib/nvr")

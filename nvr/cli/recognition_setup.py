@@ -10,12 +10,12 @@ family, and the daemon re-embeds the stored crops with its own model.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nvr.assets import systemd_state_directory
 from nvr.errors import ModelError
 from nvr.families.arcface import DEFAULT_MEAN, DEFAULT_STD, Embedder, open_embedder
 from nvr.models.catalogue import CatalogueEntry, load_catalogue
@@ -69,7 +69,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         config_dir = args.config.resolve().parent
     recognition = getattr(config, "recognition", None)  # the daemon's `recognition:` section, when it has one
 
-    library = getattr(args, "library", None) or _configured(recognition, "library")
+    library = getattr(args, "library", None)
+    if library is None and _configured(recognition, "library") is not None:
+        library = config_dir / Path(recognition.library).expanduser()  # relative to the config file
     if library is None:
         library = _state_dir(config) / LIBRARY_FILE
     library = Path(library).expanduser()
@@ -125,10 +127,7 @@ def _state_dir(config: Any) -> Path:
         from nvr.daemon.events import state_dir
 
         return state_dir(config)
-    systemd_state = os.environ.get("STATE_DIRECTORY")
-    if systemd_state:
-        return Path(systemd_state.split(":")[0])
-    return Path.home() / ".local" / "state" / "nvr"
+    return systemd_state_directory() or Path.home() / ".local" / "state" / "nvr"
 
 
 def embedder_file(name: str, base_dir: Path | None = None) -> tuple[Path, CatalogueEntry | None]:
