@@ -70,8 +70,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     recognition = getattr(config, "recognition", None)  # the daemon's `recognition:` section, when it has one
 
     library = getattr(args, "library", None)
-    if library is None and _configured(recognition, "library") is not None:
-        library = config_dir / Path(recognition.library).expanduser()  # relative to the config file
+    configured_library = _configured(recognition, "library")
+    if library is None and configured_library is not None:
+        library = config_dir / Path(configured_library).expanduser()  # relative to the config file
     if library is None:
         library = _state_dir(config) / LIBRARY_FILE
     library = Path(library).expanduser()
