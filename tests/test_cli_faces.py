@@ -259,14 +259,22 @@ def test_config_gives_the_library_and_detector(
     config = tmp_path / "nvr.yml"
     config.write_text(f"detector:\n  model: {workdir / 'det_2.5g.onnx'}\nstate_dir: {state}\n")
     image = str(photos(asset("faces").parent, "biden")[0])
+    # As the README has it: the common options before the action.
     result = subprocess.run(
-        [*NVR, "faces", "add", "Joe Biden", image, "--config", str(config),
-         "--embedder", str(workdir / "fr_feature_512.onnx")],
+        [*NVR, "faces", "--config", str(config), "--embedder", str(workdir / "fr_feature_512.onnx"),
+         "add", "Joe Biden", image],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     with FaceLibrary(state / "faces.db", create=False) as opened:
         assert [p.slug for p in opened.people()] == ["joe_biden"]
+    # Looking at the library needs no model (the model store here is empty).
+    listed = subprocess.run(
+        [*NVR, "faces", "list", "--json", "--config", str(config)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [p["name"] for p in json.loads(listed.stdout)["people"]] == ["Joe Biden"]
 
 
 def test_eval_faces(workdir: Path, asset: Callable[[str], Path], tmp_path: Path) -> None:

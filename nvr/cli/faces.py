@@ -20,6 +20,7 @@ from nvr.cli.recognition_setup import (
     DETECT_THRESHOLD,
     Settings,
     add_common_options,
+    library_from,
     open_embedder_for,
     settings_from,
 )
@@ -82,8 +83,9 @@ def register(subparsers: Any) -> None:
     identify.add_argument("--draw", type=Path, metavar="OUT_DIR", help="write annotated images into OUT_DIR")
     identify.set_defaults(handler=run_identify)
 
+    add_common_options(parser)
     for sub in (add, imp, listing, remove, rename, identify):
-        add_common_options(sub)
+        add_common_options(sub, after_action=True)
 
 
 # --- enrolment ---------------------------------------------------------------------------------------------
@@ -209,8 +211,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with FaceLibrary(settings.library, create=False) as library:
+    with FaceLibrary(library_from(args), create=False) as library:
         people = []
         for person in library.people():
             samples = library.samples(person)
@@ -244,8 +245,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with FaceLibrary(settings.library, create=False) as library:
+    with FaceLibrary(library_from(args), create=False) as library:
         person = library.require_person(args.name)
         if args.sample is None:
             count = len(library.samples(person))
@@ -261,8 +261,7 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_rename(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with FaceLibrary(settings.library, create=False) as library:
+    with FaceLibrary(library_from(args), create=False) as library:
         person = library.require_person(args.old)
         renamed = library.rename_person(person, args.new)
         print(f"renamed {person.name} ({person.slug}) to {renamed.name} ({renamed.slug})")

@@ -30,21 +30,32 @@ LIBRARY_FILE = "faces.db"
 DETECT_THRESHOLD = 0.5
 
 
-def add_common_options(parser: argparse.ArgumentParser, *, library: bool = True) -> None:
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="take library, embedder, detector from it"
+def add_common_options(
+    parser: argparse.ArgumentParser, *, library: bool = True, after_action: bool = False
+) -> None:
+    """The options every face command takes. `nvr faces` takes them before the action as well as after
+    it (`nvr faces --config F add ...`): the action's copies then default to "not given" (SUPPRESS), so
+    they do not overwrite a value given before the action."""
+    default = argparse.SUPPRESS if after_action else None
+    add = parser.add_argument
+    add(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=default,
+        help="take library, embedder, detector from it",
     )
     if library:
-        parser.add_argument("--library", type=Path, metavar="FILE", help="face library file (default: "
-                            "recognition.library, else <state dir>/faces.db)")  # fmt: skip
-    parser.add_argument("--embedder", metavar="MODEL", help="embedding model: catalogue name or file "
-                        f"(.onnx, .tflite; default {DEFAULT_EMBEDDER})")  # fmt: skip
-    parser.add_argument("--face-detector", metavar="MODEL", help="face detector: catalogue name or file "
-                        f"(default: the config's detector.model, else {DEFAULT_DETECTOR})")  # fmt: skip
-    parser.add_argument("--threshold", type=float, metavar="T", help="match score (cosine) a face must reach "
-                        "(default: the embedder's catalogue value)")  # fmt: skip
-    parser.add_argument("--margin", type=float, metavar="M", help="how much the best person must beat the "
-                        f"runner-up by (default {DEFAULT_MARGIN})")  # fmt: skip
+        add("--library", type=Path, metavar="FILE", default=default,
+            help="face library file (default: recognition.library, else <state dir>/faces.db)")  # fmt: skip
+    add("--embedder", metavar="MODEL", default=default,
+        help=f"embedder: catalogue name or .onnx/.tflite file (default {DEFAULT_EMBEDDER})")  # fmt: skip
+    add("--face-detector", metavar="MODEL", default=default,
+        help=f"detector: catalogue name or file (default detector.model or {DEFAULT_DETECTOR})")  # fmt: skip
+    add("--threshold", type=float, metavar="T", default=default,
+        help="match score (cosine) a face must reach (default: the embedder's catalogue value)")  # fmt: skip
+    add("--margin", type=float, metavar="M", default=default,
+        help=f"how much the best person must beat the runner-up by (default {DEFAULT_MARGIN})")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +69,32 @@ class Settings:
     margin: float
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Resolve the common options (without opening any model)."""
-    config: Any = None
-    config_dir = Path.cwd()
-    if getattr(args, "config", None) is not None:
-        from nvr.config import load_config
+def _config(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The daemon's configuration (`--config`), or None; and the folder its relative paths start from."""
+    if getattr(args, "config", None) is None:
+        return None, Path.cwd()
+    from nvr.config import load_config
 
-        config = load_config(args.config)
-        config_dir = args.config.resolve().parent
-    recognition = getattr(config, "recognition", None)  # the daemon's `recognition:` section, when it has one
+    return load_config(args.config), args.config.resolve().parent
 
+
+def library_from(args: argparse.Namespace) -> Path:
+    """The face library file: --library, the config's recognition.library, else <state dir>/faces.db."""
+    config, config_dir = _config(args)
     library = getattr(args, "library", None)
-    configured_library = _configured(recognition, "library")
-    if library is None and configured_library is not None:
-        library = config_dir / Path(configured_library).expanduser()  # relative to the config file
+    configured = _configured(getattr(config, "recognition", None), "library")
+    if library is None and configured is not None:
+        library = config_dir / Path(configured).expanduser()  # relative to the config file
     if library is None:
         library = _state_dir(config) / LIBRARY_FILE
-    library = Path(library).expanduser()
+    return Path(library).expanduser()
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Resolve the common options (without opening any model)."""
+    config, config_dir = _config(args)
+    recognition = getattr(config, "recognition", None)  # the daemon's `recognition:` section, when it has one
+    library = library_from(args)
 
     embedder_name = args.embedder or _configured(recognition, "embedder") or DEFAULT_EMBEDDER
     embedder, entry = embedder_file(str(embedder_name), config_dir if args.embedder is None else None)
