@@ -138,3 +138,28 @@ def test_the_service_user_run_by_hand_sees_the_daemons_state(monkeypatch: pytest
     assert systemd_state_directory() is None
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/nvr")
     assert systemd_state_directory() == Path("/var/lib/nvr")
+
+
+def test_readers_see_whole_changes_only(tmp_path: Path) -> None:
+    """Another process enrols five samples per transaction; a reader never sees a partial enrolment."""
+    path = tmp_path / "faces.db"
+    FaceLibrary(path).close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, numpy as np; from nvr.recognition.library import FaceLibrary\n"
+            "with FaceLibrary(sys.argv[1]) as library:\n"
+            "    for round in range(30):\n"
+            "        library.enrol('Ann', [(b'jpeg', {'m': np.ones(8)}, f'{round}-{i}') for i in range(5)])\n"
+        ), str(path)],
+    )  # fmt: skip
+    seen = set()
+    with FaceLibrary(path) as library:
+        while writer.poll() is None:
+            matrix, _ = library.embedding_matrix("m")
+            seen.add(len(matrix))
+            person = library.person("ann")
+            if person is not None:
+                assert len(library.samples(person)) % 5 == 0
+        assert writer.wait() == 0
+        assert all(count % 5 == 0 for count in seen)
+        assert len(library.embedding_matrix("m")[0]) == 150
