@@ -37,6 +37,7 @@ from nvr.recognition.enrolment import (
     largest,
     load_matcher,
     sync_embeddings,
+    too_small,
 )
 from nvr.recognition.library import FaceLibrary, PersonError
 from nvr.recognition.matcher import Match, Matcher
@@ -92,12 +93,16 @@ def register(subparsers: Any) -> None:
 
 
 class Enroller:
-    """Opens the detector and the embedder once for any number of people."""
+    """Opens the detector and the embedder once for any number of people (before the library is touched,
+    so a model that cannot be used leaves no file behind)."""
 
-    def __init__(self, settings: Settings, library: FaceLibrary) -> None:
-        self.library = library
+    def __init__(self, settings: Settings) -> None:
         self.detector: FaceDetector = open_detector(settings.detector, score_threshold=DETECT_THRESHOLD)
-        self.embedder: Embedder = open_embedder_for(settings)
+        try:
+            self.embedder: Embedder = open_embedder_for(settings)
+        except BaseException:
+            self.detector.close()
+            raise
         self.exit_code = ExitCode.OK
 
     def refuse(self, error: NvrError) -> None:
@@ -113,8 +118,8 @@ class Enroller:
             face = largest(detections)
             if face is None:
                 raise InputFileError(f"{image_path}: no face found")
-            x1, y1, x2, y2 = face.box
-            if min(x2 - x1, y2 - y1) < MIN_ENROL_SIZE:
+            if too_small(face):
+                x1, y1, x2, y2 = face.box
                 raise InputFileError(
                     f"{image_path}: face too small to trust ({x2 - x1:.0f}x{y2 - y1:.0f} px; "
                     f"at least {MIN_ENROL_SIZE} px a side)"
@@ -127,10 +132,12 @@ class Enroller:
             self.refuse(exc)
             return None
 
-    def enrol(self, name: str, images: Sequence[Path], progress: Progress | None = None) -> int:
-        """Enrol `name` from `images`; returns the number of samples added."""
+    def enrol(
+        self, library: FaceLibrary, name: str, images: Sequence[Path], progress: Progress | None = None
+    ) -> int:
+        """Enrol `name` from `images` into `library`; returns the number of samples added."""
         try:
-            self.library.check_new_name(name)
+            library.check_new_name(name)
         except PersonError as exc:
             self.refuse(exc)
             if progress is not None:
@@ -153,14 +160,20 @@ class Enroller:
             (encode_crop(aligned), {self.embedder.model_id: vector}, str(path))
             for (path, aligned), vector in zip(accepted, vectors, strict=True)
         ]
-        person, added = self.library.enrol(name, samples)
-        total = len(self.library.samples(person))
+        person, added = library.enrol(name, samples)
+        total = len(library.samples(person))
         print(f"{person.name} ({person.slug}): {len(added)} sample(s) added, {total} in all")
         return len(added)
 
     def close(self) -> None:
         self.detector.close()
         self.embedder.close()
+
+    def __enter__(self) -> Enroller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load_image(path: Path) -> RgbImage:
@@ -171,12 +184,8 @@ def load_image(path: Path) -> RgbImage:
 
 def run_add(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with FaceLibrary(settings.library) as library:
-        enroller = Enroller(settings, library)
-        try:
-            enroller.enrol(args.name, args.images)
-        finally:
-            enroller.close()
+    with Enroller(settings) as enroller, FaceLibrary(settings.library) as library:
+        enroller.enrol(library, args.name, args.images)
         return int(enroller.exit_code)
 
 
@@ -195,14 +204,12 @@ def run_import(args: argparse.Namespace) -> int:
             f"{folder}: no person folders with photos (expected {folder}/<name>/<photo>.jpg)"
         )
     settings = settings_from(args)
-    with FaceLibrary(settings.library) as library:
-        enroller = Enroller(settings, library)
+    with Enroller(settings) as enroller, FaceLibrary(settings.library) as library:
         progress = Progress("import", sum(len(images) for _, images in people), "images")
         try:
-            added = sum(enroller.enrol(name, images, progress) for name, images in people)
+            added = sum(enroller.enrol(library, name, images, progress) for name, images in people)
         finally:
             progress.close()
-            enroller.close()
         print(f"imported {added} sample(s) of {len(people)} people into {library.path}")
         return int(enroller.exit_code)
 
