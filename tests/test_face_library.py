@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -121,10 +124,42 @@ def test_bad_files(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.db").exists()
 
 
-def test_file_is_readable_by_group(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "faces.db"
-    FaceLibrary(path).close()
-    assert path.stat().st_mode & 0o040  # the daemon's group can read what the CLI created
+def test_files_made_by_the_cli_are_the_daemons(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """`sudo nvr faces add ...` into the daemon's state folder: as root, the library (and SQLite's -wal and
+    -shm beside it) belong to the folder's owner, who can read and change it; otherwise it is at least
+    readable by the group."""
+    if os.geteuid() != 0:
+        path = tmp_path / "state" / "faces.db"
+        FaceLibrary(path).close()
+        assert path.stat().st_mode & 0o040
+        return
+    # Outside pytest's root-only temporary folder, so the daemon's user can reach it.
+    state = Path(tempfile.mkdtemp(prefix="nvr-state-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(state, ignore_errors=True))
+    path = state / "faces.db"
+    daemon_user = 65534  # nobody
+    os.chown(state, daemon_user, daemon_user)
+    state.chmod(0o750)
+    with FaceLibrary(path) as library:
+        library.add_person("Ann")
+        owners = {p.name: p.stat().st_uid for p in state.iterdir()}
+    assert owners == {"faces.db": daemon_user, "faces.db-wal": daemon_user, "faces.db-shm": daemon_user}
+    # The daemon's side: a child that becomes the daemon's user (the code is already imported, so only the
+    # library's own permissions matter) opens, reads and changes the library.
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through its exit status)
+        status = 1
+        try:
+            os.setgroups([])
+            os.setgid(daemon_user)
+            os.setuid(daemon_user)
+            with FaceLibrary(path, create=False) as library:
+                library.add_person("Bob")
+                status = 0 if len(library.people()) == 2 else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_service_user_run_by_hand_sees_the_daemons_state(monkeypatch: pytest.MonkeyPatch) -> None:
