@@ -1,4 +1,4 @@
-"""The detection stage: every camera's frames -> the one shared inference engine -> faces -> the event stage.
+"""The detection stage: every camera's frames -> the one shared inference engine -> faces -> tracking.
 
 Two threads, one per direction:
 
@@ -6,9 +6,10 @@ Two threads, one per direction:
   and puts it in its camera's mailbox (`FairScheduler`: the newest frame per camera; an older waiting
   frame is superseded and released).
 - *results* takes the engine's results in order, checks the slot still holds the frame, decodes and
-  filters the faces, and hands a `FrameResult` to the event sink, whose snapshot is a view of the slot
-  (the sink copies the crops it keeps during the call); only then is the slot released. It also ends
-  quiet events (`sink.expire`), so the event stage is only ever used from this thread.
+  filters the faces, and hands a `FrameResult` to the sink (tracking, then recognition and events, all
+  during the call), whose snapshot is a view of the slot (the stages copy the crops they keep during the
+  call); only then is the slot released. It also ends quiet tracks (`sink.expire`), so the stages after
+  detection are only ever used from this thread.
 
 Both threads then move frames from the mailboxes to the engine, round-robin across cameras, while the
 engine has fewer than `max_in_flight` frames outstanding (so its own drop-oldest queue, which cannot tell
@@ -66,14 +67,14 @@ class ReadyQueue(Protocol):
 
 
 class FrameSink(Protocol):
-    """What the event stage offers the pipeline (tracker, lifecycle, snapshots, publishing)."""
+    """What the stages after detection offer the pipeline (tracking -> recognition -> events)."""
 
     def handle(self, result: FrameResult) -> None:
         """Called for every processed frame; `result.snapshot` is valid only during the call."""
         ...
 
     def expire(self) -> None:
-        """Called about twice a second: end the events of faces (or cameras) gone quiet."""
+        """Called about twice a second: end the tracks (and events) of faces (or cameras) gone quiet."""
         ...
 
 

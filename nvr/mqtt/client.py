@@ -7,6 +7,8 @@ daemon pushes its figures down with `set_stats`; they go out on `<prefix>/stats`
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ import structlog
 from nvr.mqtt.config import MqttConfig
 from nvr.mqtt.connection import PROPERTIES_ALLOWANCE, publish_packet_size
 from nvr.mqtt.delivery import Delivery
-from nvr.mqtt.link import BrokerLink
+from nvr.mqtt.link import AckQueue, BrokerLink
 from nvr.mqtt.outbox import NewMessage, Outbox, outbox_path
 from nvr.mqtt.topics import Topics
 
@@ -39,21 +41,13 @@ class MqttPublisher:
         The outbox is `outbox`, else opened at `config.outbox.path` or in `state_dir`."""
         self.config = config
         self.topics = Topics(config.topic_prefix)
-        delivery: Delivery | None = None
-
-        def ack(mid: int, code: int, reason: str) -> None:
-            assert delivery is not None  # paho calls back only once started
-            delivery.ack(mid, code, reason)
-
-        def wake() -> None:
-            if delivery is not None:
-                delivery.wake()
-
-        self.link = BrokerLink(config, self.topics, ack, wake)
+        acks: AckQueue = queue.SimpleQueue()  # paho's thread -> the sender thread
+        wake = threading.Event()  # something to send or acknowledge
+        self.link = BrokerLink(config, self.topics, acks, wake)
         if outbox is None:
             outbox = Outbox(outbox_path(config.outbox, state_dir), config.outbox)
         self.outbox = outbox
-        delivery = self.delivery = Delivery(self.link, outbox, self.stats)
+        self.delivery = Delivery(self.link, outbox, acks, wake, self.stats)
         for camera in cameras:
             self.add_camera(camera)
         self._started = False

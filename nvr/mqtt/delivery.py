@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from nvr.mqtt.connection import FIRST_FAILURE_CODE, NOT_AUTHORIZED, PERMANENT_REFUSALS, publish_packet_size
-from nvr.mqtt.link import BrokerLink
+from nvr.mqtt.link import AckQueue, BrokerLink
 from nvr.mqtt.outbox import Outbox, OutboxMessage
 
 log = structlog.get_logger(__name__)
@@ -34,15 +34,23 @@ _SENT = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # paho
 
 
 class Delivery:
-    def __init__(self, link: BrokerLink, outbox: Outbox, stats: Callable[[], Mapping[str, object]]) -> None:
-        """`stats` gives the publisher's own figures for `<prefix>/stats`."""
+    def __init__(
+        self,
+        link: BrokerLink,
+        outbox: Outbox,
+        acks: AckQueue,
+        wake: threading.Event,
+        stats: Callable[[], Mapping[str, object]],
+    ) -> None:
+        """`acks` and `wake` are the ones the link fills and sets; `stats` gives the publisher's own figures
+        for `<prefix>/stats`."""
         self._link = link
         self._config = link.config
         self.outbox = outbox
+        self._acks = acks
+        self._wake = wake
         self._own_stats = stats
         self._daemon_stats: Mapping[str, object] = {}  # pushed down by the daemon (any thread)
-        self._acks: queue.SimpleQueue[tuple[int, int, str]] = queue.SimpleQueue()  # filled by paho's thread
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
         # Sender-thread state.
@@ -55,11 +63,6 @@ class Delivery:
     # -- any thread ------------------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._wake.set()
-
-    def ack(self, mid: int, code: int, reason: str) -> None:
-        """A PUBACK (paho's thread): recorded here, handled by the sender thread."""
-        self._acks.put((mid, code, reason))
         self._wake.set()
 
     def set_stats(self, stats: Mapping[str, object]) -> None:

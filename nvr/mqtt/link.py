@@ -12,9 +12,9 @@ into paho (paho calls `on_publish` with its own message lock held).
 from __future__ import annotations
 
 import contextlib
+import queue
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -31,20 +31,19 @@ from nvr.mqtt.topics import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics, check_camer
 
 log = structlog.get_logger(__name__)
 
-AckHandler = Callable[[int, int, str], None]  # paho mid, PUBACK reason code, reason text
+# PUBACKs as paho reports them (mid, reason code, reason text): put by paho's thread, taken by the sender.
+AckQueue = queue.SimpleQueue[tuple[int, int, str]]
 
 
 class BrokerLink:
-    """Owns the paho client. `on_ack` gets every PUBACK but the link's own `online` one (paho's thread);
-    `wake` is called whenever there is something new to send."""
+    """Owns the paho client. Every PUBACK but the link's own `online` one goes into `acks`; `wake` is set
+    whenever there is something new to send or acknowledge."""
 
-    def __init__(
-        self, config: MqttConfig, topics: Topics, on_ack: AckHandler, wake: Callable[[], None]
-    ) -> None:
+    def __init__(self, config: MqttConfig, topics: Topics, acks: AckQueue, wake: threading.Event) -> None:
         self.config = config
         self.topics = topics
         self.where = f"{config.host}:{config.effective_port}"
-        self._on_ack = on_ack
+        self._acks = acks
         self._wake = wake
         self._client = self._make_client(resolve_password(config))
         self._settled = threading.Event()  # connected, and in-flight re-sends queued (see module doc)
@@ -120,7 +119,7 @@ class BrokerLink:
     def set_state(self, topic: str, payload: bytes) -> None:
         """Set a retained state topic; it is published now if connected, and again on every connect."""
         self.states.set(topic, payload)
-        self._wake()
+        self._wake.set()
 
     # -- paho callbacks (network thread) ---------------------------------------------------------------------
 
@@ -150,7 +149,7 @@ class BrokerLink:
         else:
             log.info("connected to MQTT broker", broker=self.where, client_id=self.config.effective_client_id)
         self.last_error = self._logged_error = None
-        self._wake()
+        self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this from inside its `except OSError:` block: the exception is the current one.
@@ -196,13 +195,13 @@ class BrokerLink:
                     "MQTT broker refused the availability message", broker=self.where, reason=str(reason)
                 )
         else:
-            self._on_ack(mid, code, str(reason))
-        self._wake()
+            self._acks.put((mid, code, str(reason)))
+        self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == status_topic(self.config) and message.payload == b"online":
             self.states.all_due()  # Home Assistant restarted: give it discovery and states again
-            self._wake()
+            self._wake.set()
 
     def _fail(self, message: str) -> None:
         self.last_error = message
