@@ -110,7 +110,8 @@ def test_embedders_batch_and_normalise(
 def test_family_recognises_embedders_only() -> None:
     assert family("arcface").role == "embedder"
     assert family("arcface").input.size == (112, 112) and not family("arcface").input.letterbox
-    for shape in ([1, 512], ["batch", 512], [2, 192], [512], [1, 1, 512]):
+    shapes: list[list[int | str | None]] = [[1, 512], ["batch", 512], [2, 192], [512], [1, 1, 512]]
+    for shape in shapes:
         assert recognise([shape], "embedder").name == "arcface"
     with pytest.raises(ModelError):
         recognise([[1, 3, 112, 112]], "embedder")
@@ -118,7 +119,9 @@ def test_family_recognises_embedders_only() -> None:
 
 def test_runtime_output_that_is_not_a_vector(tmp_path: Path) -> None:
     class ImageOut:
-        name, batch, output_shape = "fake", 1, (1, 3, 112, 112)
+        name = "fake"
+        batch: int | None = 1
+        output_shape: tuple[int | str | None, ...] = (1, 3, 112, 112)
 
         def run(self, faces: np.ndarray) -> np.ndarray:
             return faces.astype(np.float32)

@@ -20,7 +20,7 @@ from nvr.cli.recognition_setup import DETECT_THRESHOLD, add_common_options, open
 from nvr.contracts.arrays import FloatArray, RgbImage
 from nvr.detector import open_detector
 from nvr.errors import InputFileError, ModelError, NvrError
-from nvr.evaluation.faces import TARGET_FAR, evaluate_faces, person_folders
+from nvr.evaluation.faces import evaluate_faces, person_folders
 from nvr.evaluation.plot import save_roc
 from nvr.progress import Progress
 from nvr.recognition.enrolment import align, largest
@@ -91,7 +91,8 @@ def run_faces(args: argparse.Namespace) -> int:
     far, tar = result.roc()
     marks = [(result.far, result.tar, f"threshold {result.threshold:.2f}")]
     if not math.isnan(result.threshold_at_target):
-        marks.append((TARGET_FAR, result.tar_at_target, f"{result.threshold_at_target:.2f}: FAR 1%"))
+        label = f"threshold {result.threshold_at_target:.2f}: FAR <= 1 %"
+        marks.append((result.far_at_target, result.tar_at_target, label))
     title = f"{settings.embedder.name}: {result.people} people, {result.probes} probes, enrol {args.enroll}"
     roc = save_roc(far, tar, marks, out_dir / "roc.png", title)
     figures = {k: v for k, v in asdict(result).items() if k not in ("genuine", "impostor", "refused")}

@@ -36,6 +36,7 @@ class FaceEvaluation:
     far: float  # impostor pairs >= threshold
     threshold_at_target: float  # the lowest threshold with FAR <= TARGET_FAR
     tar_at_target: float
+    far_at_target: float  # at most TARGET_FAR
     genuine: FloatArray = field(repr=False)
     impostor: FloatArray = field(repr=False)
     refused: tuple[str, ...] = ()  # photos without a usable face
@@ -109,9 +110,9 @@ def evaluate_faces(
     right = np.array([m.identity.name == p for m, p in zip(matches, probe_people, strict=True)], bool)
     top = np.argmax(scores, axis=1) if count and scores.shape[1] else np.zeros(0, np.intp)
     at_target = threshold_for_far(impostor)
-    tar_at_target = (
-        float(np.mean(genuine >= at_target)) if count and not np.isnan(at_target) else float("nan")
-    )
+    known = count > 0 and not np.isnan(at_target)
+    tar_at_target = float(np.mean(genuine >= at_target)) if known else float("nan")
+    far_at_target = float(np.mean(impostor >= at_target)) if known else float("nan")
     return FaceEvaluation(
         people=len(set(owners)),
         enrolled=len(owners),
@@ -125,6 +126,7 @@ def evaluate_faces(
         far=float(np.mean(impostor >= threshold)) if len(impostor) else float("nan"),
         threshold_at_target=at_target,
         tar_at_target=tar_at_target,
+        far_at_target=far_at_target,
         genuine=genuine.astype(np.float32),
         impostor=impostor.astype(np.float32),
         refused=refused,

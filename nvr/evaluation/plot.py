@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +20,19 @@ LEFT, RIGHT, TOP, BOTTOM = 80, 30, 50, 70  # margins around the plot area
 Canvas = tuple[Image.Image, ImageDraw.ImageDraw, Callable[[float, float], tuple[float, float]]]
 
 
-def _axes(title: str, x_label: str, y_label: str) -> Canvas:
+ROC_MIN_FAR = 0.001
+LINEAR_TICKS = [(float(t), f"{t:.1f}") for t in np.linspace(0.0, 1.0, 11)]
+
+
+def _axes(
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_scale: Callable[[float], float] = float,
+    x_ticks: list[tuple[float, str]] | None = None,
+) -> Canvas:
     """A white canvas with a unit square plot area, grid, tick labels, axis labels and a title; and the map
-    from (x, y) in [0, 1] to pixels."""
+    from (x, y) to pixels. y runs over [0, 1]; x is placed at `x_scale(x)` in [0, 1] (linear by default)."""
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=16)
@@ -29,14 +40,16 @@ def _axes(title: str, x_label: str, y_label: str) -> Canvas:
     x0, y0, x1, y1 = LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM
 
     def to_px(x: float, y: float) -> tuple[float, float]:
-        return x0 + x * (x1 - x0), y1 - y * (y1 - y0)
+        return x0 + x_scale(x) * (x1 - x0), y1 - y * (y1 - y0)
 
-    for tick in np.linspace(0.0, 1.0, 11):
-        gx, gy = to_px(float(tick), float(tick))
+    for tick, text in x_ticks or LINEAR_TICKS:
+        gx, _ = to_px(tick, 0.0)
         draw.line([(gx, y0), (gx, y1)], fill=(225, 225, 225))
+        draw.text((gx, y1 + 6), text, fill="black", font=small, anchor="mt")
+    for tick, text in LINEAR_TICKS:
+        _, gy = to_px(0.0, tick)
         draw.line([(x0, gy), (x1, gy)], fill=(225, 225, 225))
-        draw.text((gx, y1 + 6), f"{tick:.1f}", fill="black", font=small, anchor="mt")
-        draw.text((x0 - 8, gy), f"{tick:.1f}", fill="black", font=small, anchor="rm")
+        draw.text((x0 - 8, gy), text, fill="black", font=small, anchor="rm")
     draw.rectangle([x0, y0, x1, y1], outline="black")
     draw.text(((x0 + x1) / 2, HEIGHT - 22), x_label, fill="black", font=font, anchor="mm")
     # The y label reads bottom to top: draw it on its own strip, rotate, paste.
@@ -79,8 +92,18 @@ def save_roc(
     far: npt.NDArray[np.float32], tar: npt.NDArray[np.float32], marks: list[tuple[float, float, str]],
     path: Path, title: str,
 ) -> Path:  # fmt: skip
-    """A ROC curve (false-accept rate across, true-accept rate up) with labelled operating points."""
-    image, draw, to_px = _axes(title, "false-accept rate (impostor pairs)", "true-accept rate")
+    """A ROC curve (false-accept rate across on a log scale from 0.1 %, true-accept rate up) with labelled
+    operating points: the low false-accept rates are where a threshold is chosen."""
+
+    def log_far(far: float) -> float:
+        clamped = min(max(far, ROC_MIN_FAR), 1.0)
+        return (math.log10(clamped) - math.log10(ROC_MIN_FAR)) / -math.log10(ROC_MIN_FAR)
+
+    ticks = [(0.001, "0.1 %"), (0.01, "1 %"), (0.1, "10 %"), (1.0, "100 %")]
+    image, draw, to_px = _axes(
+        title, "false-accept rate (impostor pairs; 0 drawn at the left edge)", "true-accept rate",
+        x_scale=log_far, x_ticks=ticks,
+    )  # fmt: skip
     font = ImageFont.load_default(size=14)
     points = [to_px(float(x), float(y)) for x, y in zip(far, tar, strict=True)]
     if len(points) > 1:
