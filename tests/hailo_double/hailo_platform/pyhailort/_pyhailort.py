@@ -345,7 +345,9 @@ class DeviceRegistry:
         self.observed: dict[str, Observed] = {}  # per network group name
 
     def acquire(self, config: DoubleConfig, group_id: str, service: bool) -> None:
-        library = default_version()
+        import hailo_platform  # the library version is the one the package reports (fixed at import)
+
+        library = str(hailo_platform.__version__)
         if config.devices > 0 and config.driver_version and config.driver_version != library:
             # HailoRTDriver::validate_driver_version: major, minor and revision must all match.
             log_error(
