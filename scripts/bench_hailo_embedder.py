@@ -57,6 +57,7 @@ def run_detection(engine: object, fps: float, seconds: float, stop: threading.Ev
 
     frame = np.zeros((640, 640, 3), np.uint8)
     done = [0]
+    engine.stats.dropped = 0  # type: ignore[attr-defined]
 
     def collect() -> None:
         while not stop.is_set():
@@ -75,11 +76,12 @@ def run_detection(engine: object, fps: float, seconds: float, stop: threading.Ev
             engine.submit(ArrayFrame(frame, sent))  # type: ignore[attr-defined]
             sent += 1
         time.sleep(0.001)
-    first = done[0]
-    time.sleep(0.3)  # let the last frames come back
+    deadline = time.perf_counter() + 2.0  # let the frames in flight come back
+    while done[0] + engine.stats.dropped < sent and time.perf_counter() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
     stop.set()
     collector.join(2)
-    return first / seconds
+    return done[0] / seconds
 
 
 def main() -> int:
