@@ -108,12 +108,20 @@ def _from_catalogue(name: str, backend: str, family: str) -> ResolvedModel:
             f"{name!r} is neither a model file nor a catalogue model ({hint}`nvr models list` shows them; "
             f"families: {', '.join(families)})"
         )
+    if len(named) == 1 and named[0].id == name:  # an id names one file: like a path, in the store
+        entry = named[0]
+        if not entry.local_path.is_file():
+            raise ModelError(
+                f"{name!r} is not in the model store {models_dir()}: run `{pull_command(entry.id)}`"
+            )
+        found = _from_file(entry.local_path, backend, family)
+        return replace(found, catalogue_family=entry.family)
     preferred = _backend_preference(backend)
     for key in preferred:
         for entry in named:
             if _backend_of(entry) == key and entry.local_path.is_file():
                 return ResolvedModel(entry.local_path, key, family, backend, entry.family)
-    if backend == "auto" and all(e.id != name for e in entries):
+    if backend == "auto":
         ids = name  # `nvr models pull FAMILY` picks the build for the chip found here, else the CPU model
     else:
         wanted = [e for e in named if _backend_of(e) == preferred[0]] or named
