@@ -15,6 +15,7 @@ import functools
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -109,6 +110,7 @@ class EmbedderNet:
             model=info.path.name, dim=self.dim, queue_frames=self.queue_size, batch=self.plan.batch,
         )  # fmt: skip
         self.pending: collections.deque[EmbedRequest] = collections.deque()  # engine thread only
+        self.wake: Callable[[], None] = lambda: None  # the engine's: called when a job completes
         self.submitted = 0
         self.completed = 0  # written only by HailoRT's callback thread
         self.last_progress = time.monotonic()
@@ -116,6 +118,14 @@ class EmbedderNet:
     @property
     def in_flight(self) -> int:
         return self.submitted - self.completed
+
+    def can_launch(self) -> bool:
+        """Faces are waiting and the device queue has room for the next job."""
+        if not self.pending:
+            return False
+        request = self.pending[0]
+        n = min(self.plan.batch, len(request.faces) - request.next_row)
+        return self.in_flight + n <= self.plan.frames
 
     def launch(self, hailo: ModuleType) -> None:
         """Submit pending faces while the device queue has room; never waits for the device."""
@@ -155,6 +165,8 @@ class EmbedderNet:
             request.remaining -= n
             if request.remaining <= 0:
                 request.done.set()
+            if self.pending:
+                self.wake()  # room on the device for the faces still waiting
         except BaseException:
             request.error = request.error or "the embedder callback failed"
             request.done.set()

@@ -189,8 +189,15 @@ class HailoEngine:
                 log.exception("Hailo engine failed; tearing down and re-creating the Hailo device")
                 session = self._restart(session)
 
+    def _wake(self) -> None:
+        """HailoRT's callback thread: an embedder job finished, so faces waiting for room may go."""
+        with self._queue_cond:
+            self._queue_cond.notify()
+
     def _open_session(self) -> Session:
         session = Session(self.hailo, self.info, self.settings, self.embedder_info)
+        if session.embedder is not None:
+            session.embedder.wake = self._wake
         if session.detector is not None:
             self.plan = session.detector.plan
         if session.embedder is not None and self._embedder is None:
@@ -242,8 +249,9 @@ class HailoEngine:
         logged_failures, logged_at = 0, -_FAILURE_LOG_INTERVAL_S
         while True:
             with self._queue_cond:
-                if not self._queue and not self._embed_requests and not self._stopping:
-                    self._queue_cond.wait(_POLL_S)
+                faces_can_go = session.embedder is not None and session.embedder.can_launch()
+                if not (self._queue or self._embed_requests or faces_can_go or self._stopping):
+                    self._queue_cond.wait(_POLL_S)  # submit(), submit_embedding() and the embedder wake it
                 if self._stopping:
                     return
                 n = min(det.frames_per_job, len(self._queue)) if det is not None else 0
@@ -259,8 +267,6 @@ class HailoEngine:
                 logged_failures, logged_at = self.stats.failed, now
             self._launch_embeddings(session)
             if n == 0 or det is None:
-                if det is None and session.embedder is not None and session.embedder.pending:
-                    time.sleep(0.0005)  # the embedder's queue is full: let its jobs complete
                 continue
             entries = self._take_buffers(session, det, n)
             if entries is None:
