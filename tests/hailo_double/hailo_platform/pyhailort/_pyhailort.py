@@ -332,6 +332,7 @@ class Observed:
     max_in_flight: int = 0  # frames
     job_sizes: dict[int, int] = field(default_factory=dict)  # frames per run_async -> count
     configures: list[int] = field(default_factory=list)  # batch size of each configure()
+    priority: int = 16  # set_scheduler_priority (HailoRT's default 16); not simulated on the timeline
 
 
 class DeviceRegistry:
