@@ -7,7 +7,8 @@ off the host's budget) with a simulated device time per frame:
   - ceiling: what the device can do, 1000 / latency-ms frames per second;
   - minimal client: the thinnest HailoRT loop (one thread submits 1-frame jobs while the queue has room,
     HailoRT's callback only counts), in its own process;
-  - nvr: `nvr bench inference` (shared-memory frames -> engine -> SCRFD postprocessor), in its own process.
+  - nvr: `nvr bench inference` (the daemon's detection path: simulated cameras' frame rings -> detection
+    pipeline -> engine -> SCRFD postprocessor -> face filters), in its own process.
 The bar (issue 14): nvr >= 90 % of the ceiling and not below the minimal client, at every queue size.
 
     .venv/bin/python scripts/bench_hailo_queue.py [--queues 2,4,8,16] [--latency-ms 2] [--frames 2000]
@@ -98,6 +99,8 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=2.0, help="device time per frame (default 2)")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=4, help="nvr's configured batch (an upper bound)")
+    parser.add_argument("--cameras", type=int, default=4, help="nvr's simulated cameras (default 4)")
+    parser.add_argument("--slots", type=int, default=8, help="frame-ring slots per camera (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="best of this many runs each (default 3)")
     parser.add_argument("--minimal-client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,7 +116,10 @@ def main() -> int:
           f"{'CPU ms/frame minimal/nvr':>24}  verdict")  # fmt: skip
     failures = 0
     frames = str(args.frames)
-    bench = [sys.executable, "-m", "nvr", "bench", "inference", "--hef", str(HEF), "--image", str(IMAGE)]
+    bench = [
+        sys.executable, "-m", "nvr", "bench", "inference", "--hef", str(HEF), "--image", str(IMAGE),
+        "--cameras", str(args.cameras), "--slots", str(args.slots),
+    ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="hailo_double_bench") as lock_dir:
         for queue in (int(q) for q in args.queues.split(",")):
             env = {

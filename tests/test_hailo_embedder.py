@@ -18,7 +18,7 @@ import pytest
 from hailo_support import SCRFD_HEF
 from hef_synth import SYNTHETIC_LABEL, synthetic_hailo8_scrfd
 
-from nvr.backends.hailo import HailoEngine, HailoSettings, open_hailo_embedder
+from nvr.backends.hailo import HailoEngine, HailoSettings, open_embedder_runtime, open_hailo_embedder
 from nvr.contracts.frameref import ArrayFrame
 from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.detector import open_detector
@@ -146,6 +146,24 @@ def test_hailo_embedder_gives_the_cpu_paths_embeddings_and_names(
     assert on_hailo == on_cpu == names  # every photo named right, the same way on both paths
 
 
+def test_embedder_runtime_for_the_family_returns_dequantized_vectors(
+    asset: Callable[[str], Path], double: Callable[..., None], aligned_faces: Faces
+) -> None:
+    """The runtime the embedder family drives (nvr/families/arcface.py): raw vectors; it normalises."""
+    double(arch="hailo8")
+    faces, _ = aligned_faces
+    runtime = open_embedder_runtime(asset(ARCFACE_HEF))
+    try:
+        assert (runtime.name, runtime.batch, runtime.output_shape) == ("hailo", None, (None, 512))
+        raw = runtime.run(faces[:3])
+    finally:
+        runtime.close()
+    assert raw.dtype == np.float32 and raw.shape == (3, 512)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)  # the HEF's own scale: not yet normalised
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    assert np.sum(unit * cpu_embeddings(asset, faces[:3]), axis=1).min() >= 0.99
+
+
 def test_a_hef_that_is_not_an_embedder_is_one_line(
     asset: Callable[[str], Path], double: Callable[..., None]
 ) -> None:
@@ -194,7 +212,10 @@ def test_detector_and_embedder_share_one_vdevice(
                 assert result.error is None
                 got.append(result.tag)
         assert got == list(range(12))
-    assert set(_pyhailort.REGISTRY.observed) == {"scrfd_2_5g", "arcface_mobilefacenet"}
+    observed = _pyhailort.REGISTRY.observed
+    assert set(observed) == {"scrfd_2_5g", "arcface_mobilefacenet"}
+    # Detection first when both are ready (HailoRT's scheduler priority; the double records, not models it).
+    assert observed["scrfd_2_5g"].priority > observed["arcface_mobilefacenet"].priority == 16
     assert np.sum(vectors * cpu_embeddings(asset, faces), axis=1).min() >= 0.99
 
 

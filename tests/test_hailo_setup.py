@@ -42,15 +42,17 @@ def test_driver_and_library_out_of_step_names_both_and_the_fix(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    double(driver_version="5.1.0")  # a Hailo-10H machine: the library is 5.2.0
+    import hailo_platform
+
+    double(driver_version="4.20.0")  # an OS update brought a new library but the old driver is loaded
     module_version = tmp_path / "version"
-    module_version.write_text("5.1.0\n")  # what /sys/module/hailo_pci/version says on such a machine
+    module_version.write_text("4.20.0\n")  # what /sys/module/hailo_pci/version says on such a machine
     monkeypatch.setattr(diag, "DRIVER_VERSION_FILES", (tmp_path / "absent", module_version))
     with pytest.raises(DeviceError) as caught:
         HailoBackend(asset(SCRFD_HEF))
     message = str(caught.value)
     assert message.startswith("the Hailo driver and library versions differ (HailoRT status 76): ")
-    assert "driver 5.1.0, library 5.2.0" in message and "\n" not in message
+    assert f"driver 4.20.0, library {hailo_platform.__version__}" in message and "\n" not in message
     assert "sudo apt install --reinstall hailo-all" in message and "reboot" in message
     assert caught.value.exit_code == ExitCode.DEVICE
 

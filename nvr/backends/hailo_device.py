@@ -52,6 +52,7 @@ class JobPlan:
         return self.batch * self.jobs
 
 
+DETECTOR_PRIORITY = 20  # HailoRT's scheduler priorities run 0-31, default 16 (the embedder keeps that)
 MIN_JOBS_IN_FLIGHT = 3  # one on the device, one queued behind it, one the host is turning around
 
 
@@ -232,6 +233,10 @@ class Session:
                 self.detector = DetectorNet(hailo, self.vdevice, info, settings)
             if embedder_info is not None:
                 self.embedder = EmbedderNet(hailo, self.vdevice, embedder_info, settings)
+                if self.detector is not None:
+                    # Both ready: HailoRT's scheduler serves the higher priority first, so detection
+                    # keeps its rate and faces take the rest of the chip.
+                    self.detector.configured.set_scheduler_priority(DETECTOR_PRIORITY)
         except BaseException:
             self._shutdown_networks()
             self.vdevice.release()

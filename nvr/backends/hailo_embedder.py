@@ -1,7 +1,7 @@
 """The face embedder on the Hailo: an ArcFace-style HEF configured beside the detector on the same VDevice.
 
 HailoRT wants one thread to own the VDevice and its models, so the embedder has no thread of its own: its
-requests go to the engine thread (nvr/backends/hailo.py), which submits them between detection jobs, and
+requests go to the engine thread (hailo_engine.py), which submits them between detection jobs, and
 HailoRT's scheduler (ROUND_ROBIN) shares the chip between the two networks. `HailoEmbedder` is the
 embedder interface the recognition code uses: `embed(uint8 [N,112,112,3] RGB) -> float32 [N, D]`,
 L2-normalised, plus `model_id` and `dim`. The HEF's single NC output is read as uint8 and dequantized with
@@ -15,6 +15,7 @@ import functools
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -37,7 +38,7 @@ from nvr.errors import DeviceError, ModelError
 from nvr.hef import HefInfo
 
 if TYPE_CHECKING:
-    from nvr.backends.hailo import HailoEngine
+    from nvr.backends.hailo_engine import HailoEngine
 
 log = structlog.get_logger("nvr.backends.hailo")
 FACE_SIZE = 112  # the ArcFace template's side (nvr/contracts alignment)
@@ -109,6 +110,7 @@ class EmbedderNet:
             model=info.path.name, dim=self.dim, queue_frames=self.queue_size, batch=self.plan.batch,
         )  # fmt: skip
         self.pending: collections.deque[EmbedRequest] = collections.deque()  # engine thread only
+        self.wake: Callable[[], None] = lambda: None  # the engine's: called when a job completes
         self.submitted = 0
         self.completed = 0  # written only by HailoRT's callback thread
         self.last_progress = time.monotonic()
@@ -116,6 +118,14 @@ class EmbedderNet:
     @property
     def in_flight(self) -> int:
         return self.submitted - self.completed
+
+    def can_launch(self) -> bool:
+        """Faces are waiting and the device queue has room for the next job."""
+        if not self.pending:
+            return False
+        request = self.pending[0]
+        n = min(self.plan.batch, len(request.faces) - request.next_row)
+        return self.in_flight + n <= self.plan.frames
 
     def launch(self, hailo: ModuleType) -> None:
         """Submit pending faces while the device queue has room; never waits for the device."""
@@ -155,6 +165,8 @@ class EmbedderNet:
             request.remaining -= n
             if request.remaining <= 0:
                 request.done.set()
+            if self.pending:
+                self.wake()  # room on the device for the faces still waiting
         except BaseException:
             request.error = request.error or "the embedder callback failed"
             request.done.set()
@@ -199,6 +211,13 @@ class HailoEmbedder:
 
     def embed(self, aligned: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """uint8 [N, 112, 112, 3] RGB faces (ArcFace-aligned) -> float32 [N, dim], each row of unit length."""
+        vectors = self.dequantized(aligned)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit: npt.NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
+
+    def dequantized(self, aligned: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """The HEF's output for each face, dequantized with its own scale and zero-point (not normalised)."""
         if aligned.ndim != 4 or aligned.shape[1:] != (FACE_SIZE, FACE_SIZE, 3) or aligned.dtype != np.uint8:
             raise ValueError(
                 f"faces must be uint8 [N, {FACE_SIZE}, {FACE_SIZE}, 3], got {aligned.dtype} {aligned.shape}"
@@ -217,10 +236,7 @@ class HailoEmbedder:
             raise DeviceError(f"{self.path}: the Hailo device returned no embedding in {timeout:.0f} s")
         if request.error is not None:
             raise DeviceError(f"{self.path}: Hailo embedding failed: {request.error}")
-        vectors = self._quant.dequantize(request.raw)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        unit: npt.NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return self._quant.dequantize(request.raw)
 
     def owning(self) -> HailoEmbedder:
         """The same embedder, closing the engine on `close()` (for an engine opened just for it)."""
@@ -231,9 +247,34 @@ class HailoEmbedder:
             self._engine.close()
 
 
+class HailoEmbedderRuntime:
+    """The embedder family's runtime protocol (nvr/families/arcface.py `EmbedderRuntime`) on the Hailo:
+    `run` returns the dequantized vectors; the family normalises them and names the model."""
+
+    name = "hailo"
+    batch: int | None = None  # any number of faces per call: the engine splits them into device jobs
+
+    def __init__(self, embedder: HailoEmbedder) -> None:
+        self.embedder = embedder
+        self.output_shape: tuple[int | str | None, ...] = (None, embedder.dim)
+
+    def run(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        return self.embedder.dequantized(faces)
+
+    def close(self) -> None:
+        self.embedder.close()
+
+
+def open_embedder_runtime(
+    hef_path: str | Path, settings: HailoSettings | None = None
+) -> HailoEmbedderRuntime:
+    """A HEF embedder as the family's runtime, on a VDevice of its own (`nvr faces`)."""
+    return HailoEmbedderRuntime(open_hailo_embedder(hef_path, settings))
+
+
 def open_hailo_embedder(hef_path: str | Path, settings: HailoSettings | None = None) -> HailoEmbedder:
     """An embedder with a VDevice of its own (no detector): for `nvr faces` and tests."""
-    from nvr.backends.hailo import HailoEngine
+    from nvr.backends.hailo_engine import HailoEngine
 
     engine = HailoEngine(None, settings or HailoSettings(), embedder_hef=hef_path).start()
     embedder = engine.embedder(owns_engine=True)

@@ -332,6 +332,7 @@ class Observed:
     max_in_flight: int = 0  # frames
     job_sizes: dict[int, int] = field(default_factory=dict)  # frames per run_async -> count
     configures: list[int] = field(default_factory=list)  # batch size of each configure()
+    priority: int = 16  # set_scheduler_priority (HailoRT's default 16); not simulated on the timeline
 
 
 class DeviceRegistry:
@@ -345,7 +346,9 @@ class DeviceRegistry:
         self.observed: dict[str, Observed] = {}  # per network group name
 
     def acquire(self, config: DoubleConfig, group_id: str, service: bool) -> None:
-        library = default_version()
+        import hailo_platform  # the library version is the one the package reports (fixed at import)
+
+        library = str(hailo_platform.__version__)
         if config.devices > 0 and config.driver_version and config.driver_version != library:
             # HailoRTDriver::validate_driver_version: major, minor and revision must all match.
             log_error(
