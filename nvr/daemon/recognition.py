@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from nvr.backends import plugin
 from nvr.config import NvrConfig
 from nvr.contracts.tracks import TrackSink
 from nvr.errors import ConfigError, ModelError, NvrError
@@ -87,7 +88,8 @@ def open_configured_embedder(
         log.warning("recognition embeds on the CPU: the detector is not on the Hailo", model=cpu.path.name)
         choice = _choice(cpu, config)  # the CPU model's own threshold and normalisation
     # One thread: the model then computes in the recognition stage's own (low-priority) thread.
-    embedder = open_embedder(choice.model.path, mean=choice.mean, std=choice.std, threads=1)
+    single = {key: plugin(key).config.model_validate({"threads": 1}) for key in ("onnx", "tflite")}
+    embedder = open_embedder(choice.model.path, mean=choice.mean, std=choice.std, configs=single)
     return embedder, choice.threshold
 
 
