@@ -75,7 +75,7 @@ def _check_recognition(config: NvrConfig, config_dir: Path) -> str:
     else:
         with open_embedder(choice.model.path, mean=choice.mean, std=choice.std) as embedder:
             model = embedder.model_id
-    path = config.recognition.library_path(state_dir(config))
+    path = config.recognition.library_path(state_dir(config), config_dir)
     if not path.exists():
         return f"recognition with {model} (threshold {threshold:g}); library {path} not created yet"
     with FaceLibrary(path, create=False) as library:

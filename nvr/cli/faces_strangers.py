@@ -50,24 +50,18 @@ def is_group(name: str) -> bool:
 
 def library_path(args: argparse.Namespace) -> Path:
     """--library, else the configuration's recognition.library, else <state dir>/faces.db."""
-    if getattr(args, "library", None) is not None:
-        return Path(args.library).expanduser()
-    return _state_and_library(args)[1]
+    from nvr.cli.recognition_setup import library_from
+
+    return library_from(args)
 
 
-def _state_and_library(args: argparse.Namespace) -> tuple[Path, Path]:
+def _state_dir(args: argparse.Namespace) -> Path:
+    """The daemon's state folder (where it keeps event crops): from --config, else the default one."""
+    from nvr.config import NvrConfig, load_config
     from nvr.daemon.events import state_dir
 
-    if getattr(args, "config", None) is not None:
-        from nvr.config import load_config
-
-        config = load_config(args.config)
-        state = state_dir(config)
-        return state, config.recognition.library_path(state)
-    from nvr.config import NvrConfig
-
-    state = state_dir(NvrConfig())
-    return state, NvrConfig().recognition.library_path(state)
+    config = getattr(args, "config", None)
+    return state_dir(load_config(config) if config is not None else NvrConfig())
 
 
 def _open(args: argparse.Namespace) -> tuple[FaceLibrary, StrangerStore]:
@@ -156,8 +150,7 @@ def run_add_event(args: argparse.Namespace) -> int:
     from nvr.cli.recognition_setup import open_embedder_for, settings_from
     from nvr.recognition.enrolment import decode_crop, encode_crop
 
-    state, _ = _state_and_library(args)
-    path = crop_path(state, args.event)
+    path = crop_path(_state_dir(args), args.event)
     if path is None:
         raise InputFileError(f"{args.event!r} is not an event id (like 1765100000.123456-abc123)")
     if not path.is_file():

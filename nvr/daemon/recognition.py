@@ -131,7 +131,7 @@ def open_recognition(
         return setup
     if embedder is not hailo_embedder:
         setup.closers.append(embedder.close)
-    library_path = recognition.library_path(state_dir)
+    library_path = recognition.library_path(state_dir, config_dir)
     try:
         library = FaceLibrary(library_path)
         setup.closers.append(library.close)
