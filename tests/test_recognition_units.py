@@ -56,7 +56,7 @@ def test_pose_ignores_roll_and_scale() -> None:
 
 def test_small_faces_and_missing_landmarks_are_refused() -> None:
     small = np.array([0, 0, 20, 20], np.float32)
-    assert assess(small, FRONTAL / 5, SCRFD_LANDMARKS, LIMITS).reason == "small"
+    assert assess(small, FRONTAL / np.float32(5), SCRFD_LANDMARKS, LIMITS).reason == "small"
     names = ("a", "b", "c", "d", "e")
     assert assess(BOX, FRONTAL, names, LIMITS).reason == "landmarks"
 
@@ -333,6 +333,9 @@ def test_events_carry_identity_updates_at_once_and_strangers_after_their_event(t
             self.order += [f"{e.type}:{e.identity.name if e.identity else None}" for e in events]
 
         def publish_face_count(self, camera: str, count: int) -> None:
+            pass
+
+        def close(self, timeout: float = 5.0) -> None:
             pass
 
         def publish_stranger(self, event: StrangerEvent) -> None:

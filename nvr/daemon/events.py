@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -15,6 +16,7 @@ from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
+from nvr.recognition.output import RecognitionSink
 from nvr.recognition.stage import EmbedderLike
 
 log = structlog.get_logger(__name__)
@@ -71,8 +73,12 @@ class EventOutput:
                 self.sink.close()
 
 
+class DaemonSink(EventSink, RecognitionSink, Protocol):
+    """What the daemon's sinks (MQTT, the no-broker file) take: events, and recognition's output."""
+
+
 def _stages(
-    config: NvrConfig, sink: EventSink, cameras: list[str], config_dir: Path, hailo: EmbedderLike | None
+    config: NvrConfig, sink: DaemonSink, cameras: list[str], config_dir: Path, hailo: EmbedderLike | None
 ) -> tuple[FaceStages, RecognitionSetup]:
     setup = open_recognition(config, config_dir, state_dir(config), sink, hailo)
     wiring = (setup.output, setup.factory) if setup.output is not None and setup.factory is not None else None
