@@ -318,7 +318,7 @@ def test_people_changes_and_restart_reconciliation(tmp_path: Path) -> None:
 def test_events_carry_identity_updates_at_once_and_strangers_after_their_event(tmp_path: Path) -> None:
     from nvr.contracts.faces import Detections
     from nvr.contracts.frameresult import FrameResult
-    from nvr.contracts.tracks import TrackedFace, TrackedFrame
+    from nvr.contracts.tracks import StrangerEvidence, TrackedFace, TrackedFrame
     from nvr.events.config import EventsConfig
     from nvr.events.stage import EventStage
 
@@ -345,6 +345,8 @@ def test_events_carry_identity_updates_at_once_and_strangers_after_their_event(t
     sink = Sink()
     crops = CropStore(tmp_path, keep_days=1, keep_max=10)
     output = RecognitionOutput(sink, 60, crops)
+    library = FaceLibrary(tmp_path / "faces.db")
+    output.keep_strangers(StrangerStore(library.path), join_threshold=0.5)
     output.people([person("p1", "Alice")])
     stage = EventStage(EventsConfig(update_interval=100), sink, ["door"], recognition=output)
     box = np.array([[100, 100, 212, 212]], np.float32)
@@ -358,13 +360,16 @@ def test_events_carry_identity_updates_at_once_and_strangers_after_their_event(t
     stage.handle(tracked(0))
     stage.handle(tracked(1))  # within update_interval: nothing
     alice = Identity("Alice", 0.7, "m", "p1")
+    evidence = StrangerEvidence(ALICE, image[:112, :112].copy(), "m")
     stage.handle(TrackedFrame("door", None, identities={7: alice}))  # decided between frames: update now
     stage.handle(tracked(2, identities={7: Identity("Alice", 0.71, "m", "p1")}))  # same person: no update
     stage.handle(
-        TrackedFrame("door", None, identities={7: Identity(None, 0.2, "m")}, strangers={7: "unknown_1"})
+        TrackedFrame("door", None, identities={7: Identity(None, 0.2, "m")}, strangers={7: evidence})
     )
     assert sink.order == ["new:None", "update:Alice", "update:None", "stranger"]
     assert sink.strangers[0].event_id == sink.events[0].id and sink.strangers[0].snapshot is True
+    assert sink.strangers[0].group == "unknown_1", "recorded in the stranger groups with its event id"
+    assert StrangerStore(library.path).faces(1)[0].event_id == sink.events[0].id
     assert [s.state for s in sink.presence] == ["absent", "present"]
     assert sink.events[1].to_dict()["identity"] == {"name": "Alice", "score": 0.7, "model": "m"}
     stage.close()

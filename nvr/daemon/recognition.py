@@ -145,13 +145,14 @@ def open_recognition(
     crops = CropStore(state_dir, recognition.keep_crops_days, recognition.keep_crops_max)
     output = RecognitionOutput(sink, recognition.presence_timeout_s, crops, state_dir / PUBLISHED_PEOPLE)
     setup.closers.append(output.close)
+    output.keep_strangers(strangers, threshold)
     setup.cameras.update(c.name for c in config.cameras if c.recognition)
     enabled = setup.cameras
 
     def factory(downstream: TrackSink) -> RecognitionStage:
         stage = RecognitionStage(
             recognition, embedder, library, downstream, output,
-            threshold=threshold, strangers=strangers, cameras=enabled.__contains__,
+            threshold=threshold, cameras=enabled.__contains__,
         )  # fmt: skip
         setup.closers.insert(0, stage.close)
         return stage

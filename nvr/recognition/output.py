@@ -8,6 +8,7 @@ the library and ticks presence timeouts. The sink (MQTT, or the no-broker file s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -18,10 +19,12 @@ from typing import Protocol
 import structlog
 
 from nvr.contracts.identity import Identity
+from nvr.contracts.tracks import StrangerEvidence
 from nvr.recognition.crops import CropStore
-from nvr.recognition.library import Person
+from nvr.recognition.enrolment import encode_crop
+from nvr.recognition.library import LibraryError, Person
 from nvr.recognition.presence import PeopleChange, Presence, PresenceState
-from nvr.recognition.strangers import StrangerEvent
+from nvr.recognition.strangers import StrangerEvent, StrangerStore
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +55,8 @@ class RecognitionOutput:
         self.presence = Presence(presence_timeout)
         self.crops = crops
         self._published = published
+        self._strangers: StrangerStore | None = None
+        self._join_threshold = 1.0
         self._synced = False
         self.strangers_out = 0
 
@@ -64,7 +69,24 @@ class RecognitionOutput:
         if state is not None:
             self.sink.publish_presence([state])
 
-    def stranger(self, event: StrangerEvent) -> None:
+    def keep_strangers(self, store: StrangerStore, join_threshold: float) -> None:
+        """Record strangers in `store`'s groups (joining one at `join_threshold`, the match threshold)."""
+        self._strangers = store
+        self._join_threshold = join_threshold
+
+    def stranger(self, event: StrangerEvent, evidence: StrangerEvidence | None = None) -> None:
+        """A track decided a stranger: its group (the same unknown face seen again gets the same one), then
+        the stranger event. `group` stays None when the library cannot be written (the event still goes)."""
+        if evidence is not None and self._strangers is not None:
+            try:
+                group = self._strangers.record(
+                    evidence.embedding, evidence.model, encode_crop(evidence.crop),
+                    camera=event.camera, event_id=event.event_id, time=event.time,
+                    join_threshold=self._join_threshold,
+                )  # fmt: skip
+                event = dataclasses.replace(event, group=group.name)
+            except (LibraryError, OSError) as exc:
+                log.error("stranger not recorded in the library", camera=event.camera, error=str(exc))
         self.strangers_out += 1
         self.sink.publish_stranger(event)
 

@@ -3,12 +3,13 @@
 On the results thread (`handle`, `expire`, `close`; the frame's pixels are valid only during `handle`): each
 confirmed track's face is checked for size and pose, aligned from the frame's highest-resolution pixels,
 checked for sharpness, and, within the per-track and global embedding budgets, queued for the embedder. The
-embedder runs on its own thread (`EmbedWorker`), so detection never waits for it; its embeddings come back
-through a queue and are applied at the next frame (or the next `expire`, twice a second): the track's
-evidence decides its identity (`track_identity`). Every tracked frame goes on to the event stage with the
-identities of its tracks; a decision about a track not in the frame goes on in a frame-less `TrackedFrame`,
-so the event's `update` leaves at once. A stranger decision is recorded in the stranger groups (the same
-unknown face gets the same `unknown_<n>`) and flagged to the event stage, which knows the event id.
+embedder runs on its own thread (`EmbedWorker`), so detection never waits for it; when a batch is done it
+applies the embeddings at once (`flush`, under the stages' lock): the track's evidence decides its identity
+(`track_identity`). Every tracked frame goes on to the event stage with the identities of its tracks; a
+decision about a track not in the frame goes on in a frame-less `TrackedFrame`, so the event's `update`
+leaves at once. A stranger decision goes down with its evidence (mean embedding, best aligned crop): the
+event stage, which knows the event id, has it recorded in the stranger groups (the same unknown face gets
+the same `unknown_<n>`) and the stranger event published.
 
 The face library is watched (`version()`, polled every second): add, remove or rename with `nvr faces` while
 the daemon runs takes effect at once; samples not embedded with the daemon's model are embedded in the
@@ -31,14 +32,13 @@ import structlog
 
 from nvr.contracts.alignment import align_faces
 from nvr.contracts.arrays import FloatArray, RgbImage
-from nvr.contracts.tracks import TrackedFrame, TrackSink
+from nvr.contracts.tracks import StrangerEvidence, TrackedFrame, TrackSink
 from nvr.recognition.config import RecognitionConfig
-from nvr.recognition.enrolment import decode_crop, encode_crop
+from nvr.recognition.enrolment import decode_crop
 from nvr.recognition.library import FaceLibrary, LibraryError
 from nvr.recognition.matcher import Matcher
 from nvr.recognition.output import RecognitionOutput
 from nvr.recognition.quality import QualityLimits, assess, sharpness
-from nvr.recognition.strangers import StrangerStore
 from nvr.recognition.track_identity import Decision, IdentityRules, PersonScore, TrackIdentities
 
 log = structlog.get_logger(__name__)
@@ -201,7 +201,6 @@ class RecognitionStage:
         output: RecognitionOutput,
         *,
         threshold: float,
-        strangers: StrangerStore | None = None,
         cameras: Callable[[str], bool] = lambda _camera: True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -210,7 +209,6 @@ class RecognitionStage:
         self.library = library
         self.downstream = downstream
         self.output = output
-        self.strangers = strangers
         self.threshold = threshold
         self._enabled_for = cameras
         self._clock = clock
@@ -370,25 +368,12 @@ class RecognitionStage:
             self.counters["embedded"] += 1
             decision = self.identities.add(done.key, done.embedding, done.quality)
             if decision is not None:
-                group = self._record_stranger(decision, done) if decision.stranger else None
-                self._queue_decision(decision, group)
+                evidence = None
+                if decision.stranger:
+                    evidence = StrangerEvidence(decision.embedding, done.aligned, self.embedder.model_id)
+                self._queue_decision(decision, evidence)
 
-    def _record_stranger(self, decision: Decision, done: _Done) -> str | None:
-        """The stranger's group (the same unknown face seen before gets the same one), or None."""
-        camera = done.key[0]
-        group: str | None = None
-        if self.strangers is not None:
-            try:
-                recorded = self.strangers.record(
-                    decision.embedding, self.embedder.model_id, encode_crop(done.aligned),
-                    camera=camera, event_id="", time=time.time(), join_threshold=self.threshold,
-                )  # fmt: skip
-                group = recorded.name
-            except (LibraryError, OSError) as exc:
-                log.error("stranger not recorded in the library", camera=camera, error=str(exc))
-        return group
-
-    def _queue_decision(self, decision: Decision, group: str | None = None) -> None:
+    def _queue_decision(self, decision: Decision, evidence: StrangerEvidence | None = None) -> None:
         key = decision.key
         assert isinstance(key, tuple)
         camera, track_id = key
@@ -396,13 +381,13 @@ class RecognitionStage:
         if pending is None:
             pending = self._pending[camera] = TrackedFrame(camera, None)
         pending.identities[track_id] = decision.identity
-        if decision.stranger:
-            pending.strangers[track_id] = group
-        evidence = self.identities.evidence(key)
+        if evidence is not None:
+            pending.strangers[track_id] = evidence
+        track = self.identities.evidence(key)
         log.info(
             "face identified" if decision.identity.name else "face unknown",
             camera=camera, track=track_id, name=decision.identity.name,
-            score=round(decision.identity.score, 3), stranger=decision.stranger, group=group,
-            embeddings=evidence.embedded if evidence else None,
-            seconds=round(time.time() - evidence.first_seen, 2) if evidence else None,  # since its 1st frame
+            score=round(decision.identity.score, 3), stranger=decision.stranger,
+            embeddings=track.embedded if track else None,
+            seconds=round(time.time() - track.first_seen, 2) if track else None,  # since its first frame
         )  # fmt: skip
