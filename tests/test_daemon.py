@@ -117,7 +117,7 @@ def test_sigint_and_missing_model(tmp_path: Path) -> None:
         assert daemon.proc.wait(60) == ExitCode.CONFIG
         daemon.wait_for_log(
             lambda line: (
-                str(line.get("event")).startswith("detector.model: ")
+                "detector.model: " in str(line.get("event"))
                 and "no such model file" in str(line.get("event"))
             ),
             5,
