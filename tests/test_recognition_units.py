@@ -283,14 +283,18 @@ def test_presence_present_on_news_and_absent_after_the_timeout() -> None:
     output.sighting(alice, "door", "ev1", 100.0)
     output.sighting(alice, "door", "ev1", 101.0)  # the same event: no news
     output.sighting(Identity(None, 0.1, "m"), "door", "ev2", 101.0)  # nobody: no presence
-    assert [(s.state, s.event_id) for s in sink.presence[1:]] == [("present", "ev1")]
+    assert [(s.state, s.event_id) for s in sink.presence[1:]] == [("present", "ev1")]  # no news
+    output.sighting(alice, "door", "ev1", 125.0)  # the same event, 25 s on: a fresh last_seen (refresh 30)
+    assert len(sink.presence) == 2
+    output.sighting(alice, "door", "ev1", 131.0)
+    assert len(sink.presence) == 3 and sink.presence[-1].last_seen == 131.0
     output.sighting(alice, "yard", "ev3", 130.0)  # another camera: news
     assert sink.presence[-1].camera == "yard" and sink.presence[-1].to_dict()["score"] == 0.7
-    output.expire(now=189.0)
-    assert sink.presence[-1].state == "present"
     output.expire(now=190.0)
+    assert sink.presence[-1].state == "present"
+    output.expire(now=191.0)
     assert sink.presence[-1].to_dict() == {
-        "state": "absent", "camera": "yard", "last_seen": 130.0, "event_id": "ev3", "score": 0.7,
+        "state": "absent", "camera": "yard", "last_seen": 131.0, "event_id": "ev3", "score": 0.7,
     }  # fmt: skip
 
 

@@ -2,8 +2,9 @@
 
 Fed by the event stage with every sighting of a named track (person, camera, event, score, capture time).
 A person becomes `present` on their first sighting (or when they appear in another event or on another
-camera), and `absent` once `timeout` seconds pass without one; each change is one `PresenceState` for the
-sink to publish (retained, through the durable outbox). The people themselves (added, renamed, removed with
+camera), and `absent` once `timeout` seconds pass without one; while they stay in view the state goes out
+again every `refresh` seconds with a fresh `last_seen`. Each is one `PresenceState` for the sink to publish
+(retained, through the durable outbox). The people themselves (added, renamed, removed with
 `nvr faces`) come from the library watcher: `sync` says which Home Assistant entities to create, move to a new
 topic (a rename keeps the entity, the old slug's retained state is cleared) or remove. On start every
 enrolled person is published `absent`, so nobody stays "present" from before a crash.
@@ -63,6 +64,7 @@ class _Person:
     last_seen: float | None = None
     event_id: str | None = None
     score: float | None = None
+    published: float = float("-inf")  # capture time of the sighting last published
 
     def snapshot(self) -> PresenceState:
         p = self.person
@@ -74,6 +76,8 @@ class _Person:
 class Presence:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
+        # While someone stays in view, their state is published again this often (a fresh last_seen).
+        self.refresh = min(30.0, timeout / 2)
         self._people: dict[str, _Person] = {}
 
     def sync(self, people: Iterable[Person], *, first: bool = False) -> PeopleChange:
@@ -106,11 +110,19 @@ class Presence:
         entry = self._people.get(person_id)
         if entry is None:
             return None  # removed from the library meanwhile
-        news = entry.state != "present" or entry.camera != camera or entry.event_id != event_id
+        news = (
+            entry.state != "present"
+            or entry.camera != camera
+            or entry.event_id != event_id
+            or time - entry.published >= self.refresh
+        )
         entry.state, entry.camera, entry.event_id = "present", camera, event_id
         entry.last_seen = time if entry.last_seen is None else max(entry.last_seen, time)
         entry.score = score
-        return entry.snapshot() if news else None
+        if not news:
+            return None
+        entry.published = time
+        return entry.snapshot()
 
     def expire(self, now: float) -> list[PresenceState]:
         """People not seen for `timeout` seconds (capture-time clock) become absent."""
