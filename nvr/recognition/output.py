@@ -96,6 +96,10 @@ class RecognitionOutput:
 
     # -- from the recognition stage -------------------------------------------------------------------
 
+    def enable_strangers(self, camera: str) -> None:
+        """`camera` runs recognition: its stranger event entity is announced."""
+        self.sink.enable_strangers(camera)
+
     def people(self, people: Iterable[Person]) -> None:
         """The library's people (at start, and after every library change)."""
         people = list(people)

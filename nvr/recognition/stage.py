@@ -285,7 +285,7 @@ class RecognitionStage:
         if self._enabled_for(camera):
             if camera not in self._stranger_cameras:
                 self._stranger_cameras.add(camera)
-                self.output.sink.enable_strangers(camera)
+                self.output.enable_strangers(camera)
             if tracked.frame is not None:
                 self._look(tracked)
             for face in tracked.faces:
