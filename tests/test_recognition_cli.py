@@ -82,6 +82,11 @@ def test_list_name_merge_remove_groups(setup: tuple[Path, Path], tmp_path: Path)
     with FaceLibrary(library) as faces:
         obama = faces.require_person("Barack Obama")
         assert len(faces.samples(obama)) == 2 and obama.slug == "barack_obama"
+    # A name that collides with Barack Obama's slug is refused on one line; the group stays, untouched.
+    clash = nvr("name", "unknown_2", "Barack-Obama", "--library", str(library))
+    assert clash.returncode == ExitCode.USAGE and "collides" in clash.stderr
+    assert "\n" not in clash.stderr.strip()
+    assert json.loads(nvr("unknown", "--library", str(library), "--json").stdout)["groups"][0]["crops"] == 1
     again = nvr("name", "unknown_1", "Someone", "--library", str(library))
     assert again.returncode == ExitCode.USAGE and "unknown_1" in again.stderr
     removed = nvr("remove", "unknown_2", "--library", str(library))
