@@ -20,11 +20,12 @@ from hailo_support import SCRFD_HEF
 from hef_synth import SYNTHETIC_LABEL, synthetic_hailo8_scrfd
 
 from nvr.backends.hailo import HailoEngine, HailoSettings, open_embedder_runtime, open_hailo_embedder
+from nvr.contracts.alignment import align_face
 from nvr.contracts.frameref import ArrayFrame
 from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.detector import open_detector
 from nvr.errors import DeviceError, ModelError
-from nvr.events.snapshot import align_face, crop_face
+from nvr.events.snapshot import crop_face
 from nvr.hef import read_hef
 
 pytest_plugins = ("hailo_support",)
@@ -59,7 +60,7 @@ def aligned_faces() -> Faces:
                     image, 1.0, found.boxes[i], found.landmarks[i], found.landmark_names, margin=0.6
                 )
                 assert crop is not None
-                aligned = align_face(crop)
+                aligned = align_face(crop.pixels, crop.landmarks, crop.landmark_names)
                 assert aligned is not None
                 crops.append(aligned)
                 names.append(person)
