@@ -106,7 +106,7 @@ def feed(ids: TrackIdentities, clock: Clock, key: str, vector: np.ndarray, quali
     if not ids.want(key, 1000.0):
         clock.now += 1.0  # a decided track is embedded at most once a second
         assert ids.want(key, 1000.0)
-    return ids.add(key, vector, quality)
+    return ids.add(key, vector, quality, capture_time=clock.now)  # capture time runs with the clock here
 
 
 def test_one_frame_never_names_and_two_agreeing_do() -> None:
@@ -148,7 +148,9 @@ def test_a_stranger_is_decided_after_time_with_few_embeddings() -> None:
     nobody = unit([0, 0, 1, 0.2])
     assert feed(ids, clock, "t", nobody) is None
     clock.now = 1003.5  # first_seen was 1000.0
-    decision = ids.add("t", nobody, 0.5)
+    decision = ids.add("t", nobody, 0.5, capture_time=1002.5)
+    assert decision is None, "2.5 s in view (stranger_after_s is 3): not yet"
+    decision = ids.add("t", nobody, 0.5, capture_time=1004.1)
     assert decision is not None and decision.stranger
 
 
@@ -421,3 +423,67 @@ def test_stranger_and_presence_payloads_match_their_schemas() -> None:
     for state in sink.presence:
         presence.validate(state.to_dict())
     assert [s.state for s in sink.presence] == ["absent", "present", "absent"]
+
+
+# --- the recognition stage, with a stand-in embedder ------------------------------------------------------
+
+
+class PixelEmbedder:
+    """Embeds a face as its mean colour (3 values): faces of one colour are one person. Deterministic."""
+
+    model_id = "pixels-1"
+    dim = 3
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        centre = aligned[:, 40:72, 40:72].reshape(len(aligned), -1, 3).mean(axis=1).astype(np.float32)
+        return centre / np.linalg.norm(centre, axis=1, keepdims=True)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_stage_names_tracks_off_its_thread_and_skips_cameras_without_recognition(tmp_path: Path) -> None:
+    import time as time_
+
+    from nvr.contracts.faces import Detections
+    from nvr.contracts.frameresult import FrameResult
+    from nvr.contracts.tracks import TrackedFace, TrackedFrame
+    from nvr.recognition.config import RecognitionConfig
+    from nvr.recognition.stage import RecognitionStage
+
+    library = FaceLibrary(tmp_path / "faces.db")
+    red = np.array([1.0, 0.05, 0.05], np.float32)
+    library.enrol("Red", [(b"jpeg", {"pixels-1": red / np.linalg.norm(red)}, "test")])
+    seen: list[TrackedFrame] = []
+
+    class Downstream:
+        def handle(self, tracked: TrackedFrame) -> None:
+            seen.append(tracked)
+
+    embedder = PixelEmbedder()
+    config = RecognitionConfig(enabled=True, min_sharpness=0.0)
+    stage = RecognitionStage(
+        config, embedder, library, Downstream(), RecognitionOutput(RecordingSink(), 60),
+        threshold=0.9, cameras=lambda camera: camera == "door",
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 40, (240, 320, 3), np.uint8)
+    image[:, :, 0] = 230  # a red scene: every face in it is "Red"
+    box = np.array([[100, 60, 212, 172]], np.float32)
+    detections = Detections(box, np.array([0.9], np.float32), FRONTAL[None] + [100, 60], SCRFD_LANDMARKS)
+    for camera in ("door", "yard"):
+        for i in range(3):
+            frame = FrameResult(camera, i, 1000.0 + i, (320, 240), detections, image)
+            stage.handle(TrackedFrame(camera, frame, (TrackedFace(5, 0, 1000.0, i + 1, i > 0),)))
+            time_.sleep(0.3)  # the embedder thread's turn (and past the per-track interval)
+            stage.flush()
+    named = [f for f in seen if f.camera == "door" and f.identities.get(5)]
+    assert named and named[-1].identities[5].name == "Red" and named[-1].identities[5].model == "pixels-1"
+    assert not any(f.identities for f in seen if f.camera == "yard"), "recognition is off on yard"
+    assert embedder.calls >= 1 and stage.counters["embedded"] >= 1
+    stage.close()
+    library.close()

@@ -366,7 +366,7 @@ class RecognitionStage:
             except queue.Empty:
                 return
             self.counters["embedded"] += 1
-            decision = self.identities.add(done.key, done.embedding, done.quality)
+            decision = self.identities.add(done.key, done.embedding, done.quality, done.capture_time)
             if decision is not None:
                 evidence = None
                 if decision.stranger:

@@ -74,13 +74,13 @@ class TokenBucket:
 
 @dataclass(slots=True, eq=False)
 class TrackEvidence:
-    first_seen: float
+    first_seen: float  # capture time (epoch s) of the track's first frame
     qualities: list[float] = field(default_factory=list)  # of the kept embeddings, best first
     vectors: list[FloatArray] = field(default_factory=list)
     embedded: int = 0  # good embeddings received
     last_request: float = -1e18
     last_seen: float = 0.0  # clock time the track's face was last offered (`want`)
-    first_embedded: float | None = None
+    last_capture: float | None = None  # capture time of the newest embedded face (None: none yet)
     identity: Identity | None = None  # None until decided
     stranger: bool = False  # the stranger decision fired (once per track)
     was_named: bool = False  # a track once named is never a stranger
@@ -148,26 +148,27 @@ class TrackIdentities:
         track.last_request = now
         return True
 
-    def add(self, key: Hashable, embedding: FloatArray, quality: float) -> Decision | None:
+    def add(
+        self, key: Hashable, embedding: FloatArray, quality: float, capture_time: float | None = None
+    ) -> Decision | None:
         """One good embedding of the track's face; a decision when its identity is decided or changed."""
         track = self._tracks.get(key)
         if track is None:
             return None  # the track ended while its face was being embedded
-        now = self._clock()
         track.embedded += 1
-        if track.first_embedded is None:
-            track.first_embedded = now
+        # The time in view is measured in capture time, the track's own clock (first_seen is one too).
+        seen = capture_time if capture_time is not None else track.first_seen
+        track.last_capture = max(seen, track.last_capture or seen)
         # Keep the best `best_k` by quality (ties: the newest first).
         at = next((i for i, q in enumerate(track.qualities) if quality >= q), len(track.qualities))
         track.qualities.insert(at, quality)
         track.vectors.insert(at, np.asarray(embedding, np.float32))
         del track.qualities[self.rules.best_k :], track.vectors[self.rules.best_k :]
-        return self._decide(key, track, now)
+        return self._decide(key, track)
 
     def rescore(self) -> list[Decision]:
         """The library changed: decide every track with evidence again."""
-        now = self._clock()
-        decisions = [self._decide(key, track, now) for key, track in self._tracks.items() if track.vectors]
+        decisions = [self._decide(key, track) for key, track in self._tracks.items() if track.vectors]
         return [d for d in decisions if d is not None]
 
     def end(self, key: Hashable) -> TrackEvidence | None:
@@ -181,7 +182,7 @@ class TrackIdentities:
             del self._tracks[key]
         return len(stale)
 
-    def _decide(self, key: Hashable, track: TrackEvidence, now: float) -> Decision | None:
+    def _decide(self, key: Hashable, track: TrackEvidence) -> Decision | None:
         rules = self.rules
         mean = track.mean()
         ranked = self.scorer(mean)
@@ -203,7 +204,8 @@ class TrackIdentities:
         else:
             was_named = current is not None and current.name is not None
             decided = track.embedded >= rules.stranger_after_embeddings or (
-                track.first_embedded is not None and now - track.first_seen >= rules.stranger_after_s
+                track.last_capture is not None
+                and track.last_capture - track.first_seen >= rules.stranger_after_s
             )
             if not decided and not was_named and current is None:
                 return None  # not enough evidence either way yet
