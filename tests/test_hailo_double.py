@@ -194,6 +194,23 @@ def test_device_time_per_network() -> None:
     assert timeline.busy_s == pytest.approx(0.002)
 
 
+def test_the_higher_priority_network_goes_first() -> None:
+    """HailoRT's scheduler serves the higher priority first while it has frames waiting."""
+    from hailo_platform.pyhailort._pyhailort import DeviceTimeline
+
+    timeline = DeviceTimeline()
+    timeline.arrive(16, 1)  # an embedder frame (default priority) ...
+    timeline.arrive(20, 1)  # ... and a detector frame (priority 20) both waiting
+    low: list[float] = []
+    embedder = threading.Thread(target=lambda: low.append(timeline.book(0.0, 0.001, 16)))
+    embedder.start()
+    embedder.join(0.2)
+    assert not low  # it waits while the detector's frame has not started
+    assert timeline.book(0.0, 0.002, 20) == pytest.approx(0.002)  # the detector's frame runs first
+    embedder.join(5)
+    assert low == [pytest.approx(0.003)]  # then the embedder's, behind it
+
+
 def test_reused_bindings_without_set_buffer_leave_the_user_buffer_stale(scrfd: tuple[Any, Any]) -> None:
     _, model = scrfd
     outputs = _buffers(model)
