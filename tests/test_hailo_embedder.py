@@ -240,7 +240,7 @@ def test_detector_and_embedder_share_one_vdevice(
         assert got == list(range(12))
     observed = _pyhailort.REGISTRY.observed
     assert set(observed) == {"scrfd_2_5g", "arcface_mobilefacenet"}
-    # Detection first when both are ready (HailoRT's scheduler priority; the double records, not models it).
+    # Detection first when both have frames waiting (HailoRT's scheduler priority, which the double models).
     assert observed["scrfd_2_5g"].priority > observed["arcface_mobilefacenet"].priority == 16
     assert np.sum(vectors * cpu_embeddings(asset, faces), axis=1).min() >= 0.99
 

@@ -189,13 +189,13 @@ class DetectorNet:
         plan = plan_jobs(queue_frames, first_batch, settings.max_in_flight)
         if plan.batch == first_batch:
             return configured, queue_frames, plan
-        configured.shutdown()
+        _release(configured)
         second = configure_model(hailo, vdevice, self.info, self.model, plan.batch)
         second_frames = int(second.get_async_queue_size())
         second_plan = plan_jobs(second_frames, plan.batch, settings.max_in_flight)
         if second_plan.frames >= plan.frames:
             return second, second_frames, second_plan
-        second.shutdown()
+        _release(second)
         return configure_model(hailo, vdevice, self.info, self.model, first_batch), queue_frames, plan
 
     @property
@@ -268,6 +268,13 @@ class Session:
         self.detector = None
         self.embedder = None
         self.vdevice.release()
+
+
+def _release(configured: Any) -> None:
+    """Give a configuration back to the device before configuring again: shutdown, then pyhailort's
+    __exit__ drops the C++ object (and the network group it holds) with the last reference."""
+    configured.shutdown()
+    configured.__exit__(None, None, None)
 
 
 def quant_for(info: HefInfo, layer: HefLayer, hailort: Any) -> QuantInfo:

@@ -112,8 +112,9 @@ class EmbedderNet:
         self.pending: collections.deque[EmbedRequest] = collections.deque()  # engine thread only
         self.wake: Callable[[], None] = lambda: None  # the engine's: called when a job completes
         self.submitted = 0
-        self.completed = 0  # written only by HailoRT's callback thread
+        self.completed = 0  # written only by HailoRT's callbacks
         self.last_progress = time.monotonic()
+        self._callback_lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
@@ -158,12 +159,14 @@ class EmbedderNet:
         """HailoRT's callback thread: must never raise (it would abort the process)."""
         try:
             exc = completion_info.exception
-            if exc is not None:
-                request.error = f"{type(exc).__name__}: {exc}"
-            self.last_progress = time.monotonic()
-            self.completed += n
-            request.remaining -= n
-            if request.remaining <= 0:
+            with self._callback_lock:  # with hailort_service, callbacks come from libhailort's threads
+                if exc is not None:
+                    request.error = f"{type(exc).__name__}: {exc}"
+                self.last_progress = time.monotonic()
+                self.completed += n
+                request.remaining -= n
+                finished = request.remaining <= 0
+            if finished:
                 request.done.set()
             if self.pending:
                 self.wake()  # room on the device for the faces still waiting

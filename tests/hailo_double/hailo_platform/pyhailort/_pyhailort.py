@@ -308,19 +308,40 @@ class DeviceTimeline:
     """The chip's time: every network configured on the device books its frames here, one after another.
 
     A frame starts when the device is free and the frame has arrived, and takes its network's device time,
-    so two networks sharing the chip get a combined rate the chip can sustain, and no more.
+    so two networks sharing the chip get a combined rate the chip can sustain, and no more. Like HailoRT's
+    scheduler, the network with the higher priority (set_scheduler_priority; default 16) goes first while
+    it has frames waiting (a lower one waits at most PRIORITY_WAIT_S per frame, so a hung network cannot
+    stop the others).
     """
 
+    PRIORITY_WAIT_S = 1.0
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._free_at = 0.0
+        self._waiting: dict[int, int] = {}  # priority -> frames submitted and not yet started
         self.busy_s = 0.0  # device time booked so far (utilisation = busy_s / elapsed)
 
-    def book(self, arrived_at: float, seconds: float) -> float:
-        """Book one frame; returns when the device finishes it (time.perf_counter())."""
-        with self._lock:
+    def arrive(self, priority: int, frames: int) -> None:
+        with self._cond:
+            self._waiting[priority] = self._waiting.get(priority, 0) + frames
+
+    def withdraw(self, priority: int, frames: int) -> None:
+        """Frames that will never run (aborted)."""
+        with self._cond:
+            self._waiting[priority] = self._waiting.get(priority, 0) - frames
+            self._cond.notify_all()
+
+    def book(self, arrived_at: float, seconds: float, priority: int = 16) -> float:
+        """Book one frame that arrived (see `arrive`); returns when the device finishes it (perf_counter)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not any(n > 0 for p, n in self._waiting.items() if p > priority), self.PRIORITY_WAIT_S
+            )
+            self._waiting[priority] = self._waiting.get(priority, 0) - 1
             self._free_at = max(self._free_at, arrived_at) + seconds
             self.busy_s += seconds
+            self._cond.notify_all()
             return self._free_at
 
 
@@ -332,7 +353,7 @@ class Observed:
     max_in_flight: int = 0  # frames
     job_sizes: dict[int, int] = field(default_factory=dict)  # frames per run_async -> count
     configures: list[int] = field(default_factory=list)  # batch size of each configure()
-    priority: int = 16  # set_scheduler_priority (HailoRT's default 16); not simulated on the timeline
+    priority: int = 16  # set_scheduler_priority (HailoRT's default 16)
 
 
 class DeviceRegistry:

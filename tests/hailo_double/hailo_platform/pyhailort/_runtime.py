@@ -166,6 +166,7 @@ class Job:
     frames: list[Frame]
     on_done: Callable[[int], None]  # C++ completion -> queues the Python callback
     submitted_at: float = field(default_factory=time.perf_counter)
+    priority: int = 16  # the scheduler priority when it was submitted
     done: threading.Event = field(default_factory=threading.Event)
     callback_done: threading.Event = field(default_factory=threading.Event)
 
@@ -189,6 +190,7 @@ class SimulatedCore:
         self.timeline = timeline
         self.latency_s = latency_s
         self.observed = observed
+        self.priority = 16  # HailoRT's default scheduler priority
         self._hang_after = config.hang_after if hang else None
         self._cond = threading.Condition()
         self._jobs: collections.deque[Job] = collections.deque()
@@ -225,6 +227,8 @@ class SimulatedCore:
                 )
                 self._callback_thread.start()
             self._in_flight += len(job.frames)
+            job.priority = self.priority
+            self.timeline.arrive(job.priority, len(job.frames))
             self.observed.max_in_flight = max(self.observed.max_in_flight, self._in_flight)
             sizes = self.observed.job_sizes
             sizes[len(job.frames)] = sizes.get(len(job.frames), 0) + 1
@@ -266,11 +270,12 @@ class SimulatedCore:
 
     def _execute(self, job: Job) -> int:
         status = 0
-        for frame in job.frames:
+        for index, frame in enumerate(job.frames):
             if self._hang_after is not None and self._frame_index >= self._hang_after:
                 with self._cond:  # the chip stops answering; only an abort (shutdown) ends the wait
                     self._cond.wait_for(lambda: self._aborted)
             if self._aborted:
+                self.timeline.withdraw(job.priority, len(job.frames) - index)
                 return HAILO_STREAM_ABORT
             outputs = self.compute.run(frame.input)
             for layer, data, (dest, fmt) in zip(self.compute.layers, outputs, frame.outputs, strict=True):
@@ -285,7 +290,9 @@ class SimulatedCore:
             self._frame_index += 1
             # The chip's schedule depends on when frames arrived, not on how promptly Python threads run;
             # the networks sharing the chip take turns on its one timeline.
-            self._deadline = self.timeline.book(max(self._deadline, job.submitted_at), self.latency_s)
+            self._deadline = self.timeline.book(
+                max(self._deadline, job.submitted_at), self.latency_s, job.priority
+            )
         delay = self._deadline - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
