@@ -440,7 +440,7 @@ class PixelEmbedder:
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         self.calls += 1
         centre = aligned[:, 40:72, 40:72].reshape(len(aligned), -1, 3).mean(axis=1).astype(np.float32)
-        return centre / np.linalg.norm(centre, axis=1, keepdims=True)
+        return np.asarray(centre / np.linalg.norm(centre, axis=1, keepdims=True), np.float32)
 
     def close(self) -> None:
         pass
@@ -474,7 +474,8 @@ def test_the_stage_names_tracks_off_its_thread_and_skips_cameras_without_recogni
     image = rng.integers(0, 40, (240, 320, 3), np.uint8)
     image[:, :, 0] = 230  # a red scene: every face in it is "Red"
     box = np.array([[100, 60, 212, 172]], np.float32)
-    detections = Detections(box, np.array([0.9], np.float32), FRONTAL[None] + [100, 60], SCRFD_LANDMARKS)
+    landmarks = FRONTAL[None] + np.array([100, 60], np.float32)
+    detections = Detections(box, np.array([0.9], np.float32), landmarks, SCRFD_LANDMARKS)
     for camera in ("door", "yard"):
         for i in range(3):
             frame = FrameResult(camera, i, 1000.0 + i, (320, 240), detections, image)
