@@ -135,7 +135,7 @@ def open_recognition(
     try:
         library = FaceLibrary(library_path)
         setup.closers.append(library.close)
-        strangers = StrangerStore(library_path)
+        strangers = StrangerStore(library_path, busy_timeout=1.0)
         setup.closers.append(strangers.close)
     except NvrError as exc:
         setup.close()

@@ -83,14 +83,18 @@ def parse_group_name(name: str) -> int | None:
 class StrangerStore:
     """The stranger tables of one face library file. Thread-safe (one connection behind a lock)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+        """`busy_timeout`: how long a write waits for another process's write (the daemon waits little: it
+        records strangers on the frame path and publishes the event without a group rather than stall)."""
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise LibraryError(f"{self.path}: no such face library")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
         try:
-            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._db.execute("PRAGMA foreign_keys = ON")
             with self._write() as db:
                 for statement in _SCHEMA.split(";"):
