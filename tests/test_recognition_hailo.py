@@ -9,6 +9,7 @@ the daemon re-embeds his sample with the HEF's model in the background and names
 
 from __future__ import annotations
 
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def test_both_networks_on_one_hailo_name_the_enrolled_person(tmp_path: Path) -> 
         daemon.wait_for_log(
             lambda line: str(line.get("event", "")).startswith("face end"), 30, "an event ends"
         )
+        url = daemon.wait_for_event("metrics endpoint listening")["url"]
+        with urllib.request.urlopen(url, timeout=5) as response:
+            lines = response.read().decode().splitlines()
+        metrics = dict(line.rsplit(" ", 1) for line in lines if line.startswith("nvr_recognition_"))
+        assert float(metrics["nvr_recognition_decisions_total"]) >= 1
+        assert float(metrics["nvr_recognition_embeddings_total"]) >= 1
         code, _ = daemon.stop()
         assert code == 0
     finally:

@@ -138,6 +138,14 @@ class DaemonStats:
             MetricFamily("recognition_embed_seconds_total", "counter", "time spent embedding").add(
                 stage.worker.embed_seconds
             ),
+            MetricFamily(
+                "recognition_decisions_total", "counter", "face tracks decided (named or unknown)"
+            ).add(stage.decided),
+            MetricFamily(
+                "recognition_decision_seconds_total",
+                "counter",
+                "sum of the times from a face's first frame to its decision",
+            ).add(stage.decided_seconds),
             refused,
         ]
 
@@ -200,6 +208,8 @@ class DaemonStats:
                 else None,
                 "reembedded": worker.reembedded,
                 "embedder_failures": worker.failures,
+                "decided": stage.decided,
+                "decision_s": round(stage.decided_seconds / stage.decided, 3) if stage.decided else None,
             }
         }
 

@@ -230,6 +230,8 @@ class RecognitionStage:
         self._pending: dict[str, TrackedFrame] = {}  # decisions for tracks not in the next frame, by camera
         self._stranger_cameras: set[str] = set()
         self.counters = {"embedded": 0, "refused_quality": 0, "refused_sharpness": 0, "skipped_busy": 0}
+        self.decided = 0  # tracks decided (named or unknown) ...
+        self.decided_seconds = 0.0  # ... and the sum of their times from first frame to decision
         self._warned_no_image = False
         self._reload_library()
 
@@ -384,10 +386,15 @@ class RecognitionStage:
         if evidence is not None:
             pending.strangers[track_id] = evidence
         track = self.identities.evidence(key)
+        seconds = max(0.0, time.time() - track.first_seen) if track is not None else None
+        if decision.previous is None and seconds is not None:
+            # From the face's first frame to its first decision: what a user waits for a name.
+            self.decided += 1
+            self.decided_seconds += seconds
         log.info(
             "face identified" if decision.identity.name else "face unknown",
             camera=camera, track=track_id, name=decision.identity.name,
             score=round(decision.identity.score, 3), stranger=decision.stranger,
             embeddings=track.embedded if track else None,
-            seconds=round(time.time() - track.first_seen, 2) if track else None,  # since its first frame
+            seconds=None if seconds is None else round(seconds, 2),  # since the face's first frame
         )  # fmt: skip
