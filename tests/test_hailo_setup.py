@@ -158,3 +158,39 @@ def test_two_nvr_processes_share_the_device_through_the_service(tmp_path: Path) 
         assert any("systemctl enable --now hailort.service" in raw for raw in daemon.raw)
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize(
+    ("hef", "hw_arch", "installed", "needs", "ok"),
+    [
+        ("arcface", 1, "4.23.0", ">= 4.17, < 5.0", True),  # header v1: 4.17+; a Hailo-8 build: 4.x
+        ("arcface", 1, "4.16.0", ">= 4.17, < 5.0", False),  # too old for header v1
+        ("arcface", 1, "5.2.0", ">= 4.17, < 5.0", False),  # the 5.x line does not run Hailo-8
+        ("scrfd", 1, "4.20.0", ">= 4.21, < 5.0", False),  # header v3 (the synthetic Hailo-8 build)
+        ("scrfd", 1, "4.21.0", ">= 4.21, < 5.0", True),
+        ("scrfd", 103, "5.2.0", ">= 5.0, < 6.0", True),  # the real Hailo-10H build
+        ("scrfd", 103, None, ">= 5.0, < 6.0", None),  # HailoRT not installed
+    ],
+)
+def test_which_hailort_a_hef_needs(
+    asset: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    hef: str,
+    hw_arch: int,
+    installed: str | None,
+    needs: str,
+    ok: bool | None,
+) -> None:
+    import dataclasses
+
+    from nvr.hef import read_hef
+
+    info = read_hef(asset(ARCFACE_HEF if hef == "arcface" else SCRFD_HEF))
+    monkeypatch.setattr(diag, "installed_hailort_version", lambda: installed)
+    found = diag.hailort_compatibility(dataclasses.replace(info, hw_arch=hw_arch))
+    assert (found.needs, found.installed, found.ok) == (needs, installed, ok)
+    line = found.line()
+    assert line.startswith(f"needs HailoRT {needs}; ") and "\n" not in line
+    assert line.endswith(
+        {True: ": OK", False: ": will not load it", None: "(hailo_platform cannot be imported)"}[ok]
+    )

@@ -43,9 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Warnings on stderr, never on stdout (which carries --json output); `nvr run` sets up its own logging.
-    from nvr.logsetup import configure_logging
+    # Only when nothing set logging up yet: a program (or a test) calling main() keeps its own handlers.
+    import logging
 
-    configure_logging("warning", "console")
+    if not logging.getLogger().handlers:
+        from nvr.logsetup import configure_logging
+
+        configure_logging("warning", "console")
     try:
         result: int = args.handler(args)
         return result
