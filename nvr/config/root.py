@@ -19,6 +19,7 @@ from nvr.config.models import (
 from nvr.config.source import ConfigFileError, Path_, SourceDocument, format_path, read_config_file
 from nvr.events.config import EventFileConfig, EventsConfig
 from nvr.mqtt.config import MqttConfig
+from nvr.web.config import WebConfig
 
 
 class NvrConfig(StrictModel):
@@ -36,6 +37,7 @@ class NvrConfig(StrictModel):
     )
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     state_dir: Path | None = Field(
         default=None, description="outbox, event files; default $STATE_DIRECTORY or ~/.local/state/nvr"
     )

@@ -26,10 +26,12 @@ from nvr.daemon.model import DetectionModel, open_configured_model
 from nvr.daemon.sdnotify import SystemdNotifier
 from nvr.daemon.stats import DaemonStats
 from nvr.daemon.watch import FileWatcher
+from nvr.daemon.web import recent_events, start_web
 from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
 from nvr.errors import ExitCode
 from nvr.logsetup import configure_logging, set_level
 from nvr.metrics import MetricsServer
+from nvr.web.server import WebServer
 
 log = structlog.get_logger("nvr.daemon")
 
@@ -59,6 +61,7 @@ class Daemon:
         self._pipeline: DetectionPipeline | None = None
         self._events: EventOutput | None = None
         self._metrics: MetricsServer | None = None
+        self._web: WebServer | None = None
         self._model: DetectionModel | None = None
         self.stats: DaemonStats | None = None
 
@@ -95,7 +98,10 @@ class Daemon:
             log.warning("removed shared memory left by a previous run", segments=removed)
         model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
         self._model = model
-        self._events = open_event_output(config, [c.name for c in config.enabled_cameras])
+        recent = recent_events(config)  # the web UI's view of the events, filled by the event output
+        self._events = open_event_output(
+            config, [c.name for c in config.enabled_cameras], recent.wrap if recent is not None else None
+        )
         self._ready_queue = capture_context().Queue()
         capture = config.capture
         pipeline = DetectionPipeline(
@@ -120,6 +126,7 @@ class Daemon:
                 config.metrics.host, config.metrics.port, self.stats.collect, self.stats.health
             )
             self._metrics.start()
+        self._web = start_web(config, recent, self.stats, self._events, model.backend)
         pipeline.start()
         self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         self._notifier.ready(self._describe_status())
@@ -176,11 +183,8 @@ class Daemon:
             self._notifier.status(f"reload failed, running the previous configuration: {exc.problems[0]}")
             self._notifier.ready(self._describe_status())
             return False
-        ignored = [
-            section
-            for section in ("detector", "mqtt", "events", "event_file", "metrics", "instance", "state_dir")
-            if getattr(config, section) != getattr(self.config, section)
-        ]
+        restart_only = ("detector", "mqtt", "events", "event_file", "metrics", "web", "instance", "state_dir")
+        ignored = [s for s in restart_only if getattr(config, s) != getattr(self.config, s)]
         layout = ("ring_slots", "snapshot_width", "snapshot_height")
         if any(getattr(config.capture, f) != getattr(self.config.capture, f) for f in layout):
             ignored.append("capture (" + ", ".join(layout) + ")")
@@ -212,6 +216,8 @@ class Daemon:
             self._events.close(timeout=max(0.5, deadline - time.monotonic() - 1.5))
         if self._metrics is not None:
             self._metrics.stop()
+        if self._web is not None:
+            self._web.stop()
         if self._model is not None:
             # The engine lets its jobs in flight finish (within the budget), then frees the device.
             self._model.close(timeout=max(0.5, deadline - time.monotonic() - 0.5))

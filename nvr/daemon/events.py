@@ -52,8 +52,12 @@ class EventOutput:
                 self.sink.close()
 
 
-def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
+def open_event_output(
+    config: NvrConfig, cameras: list[str], wrap: Callable[[EventSink], EventSink] | None = None
+) -> EventOutput:
+    """The stage and its sink; `wrap` puts an observer (the web UI's recent events) in front of the sink."""
     mqtt = config.mqtt
+    wrap = wrap or (lambda sink: sink)
     if mqtt is not None:
         output: EventOutput | None = None
 
@@ -67,11 +71,11 @@ def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
             stats_provider=stats,
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        output = EventOutput(EventStage(config.events, mqtt_sink, cameras), mqtt_sink, description)
+        output = EventOutput(EventStage(config.events, wrap(mqtt_sink), cameras), mqtt_sink, description)
         output.publisher = mqtt_sink.publisher
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    return EventOutput(EventStage(config.events, sink, cameras), sink, description)
+    return EventOutput(EventStage(config.events, wrap(sink), cameras), sink, description)

@@ -42,6 +42,11 @@ class RecentEvents:
         self._seq = 0
         self._changed = threading.Condition()
 
+    def wrap(self, inner: EventSink) -> EventSink:
+        """Put this ring in front of `inner` (what the daemon's event output calls)."""
+        self._inner = inner
+        return self
+
     # -- EventSink --------------------------------------------------------------------------------------
 
     def publish_events(self, events: Sequence[FaceEvent]) -> None:
