@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nvr.backends.base import InferenceBackend
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.imaging import RgbImage, letterbox_into
+from nvr.contracts.imaging import letterbox_into
 from nvr.errors import InputFileError, ModelError
+from nvr.families import detector_family
 from nvr.postprocess.base import Postprocessor
 
 if TYPE_CHECKING:  # the backends import their runtimes; load them only when a model needs them
@@ -89,7 +91,8 @@ def open_detector(
         if detector == "blazeface":
             onnx = OnnxBackend(path, mean=blazeface.INPUT_MEAN, std=blazeface.INPUT_STD)
             return _blazeface(onnx, path, score_threshold)
-        onnx = OnnxBackend(path, input_width, input_height)  # SCRFD's normalisation by default
+        spec = detector_family("scrfd").input
+        onnx = OnnxBackend(path, input_width, input_height, mean=spec.mean, std=spec.std)
         if detector == "auto" and blazeface.blazeface_anchor_count(onnx.output_shapes) is not None:
             # Re-open with BlazeFace's input normalisation (a small model: cheap, and only at start-up).
             onnx = OnnxBackend(path, mean=blazeface.INPUT_MEAN, std=blazeface.INPUT_STD)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.imaging import RgbImage
 
 # One colour per landmark index, so left/right mix-ups are visible at a glance.
 LANDMARK_COLOURS = ((0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 128, 255), (255, 128, 0), (128, 255, 0))

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-
-RgbArray = npt.NDArray[np.uint8]  # H x W x 3, RGB
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,5 +22,5 @@ class FrameResult:
     detections: Detections
     # The frame (or a downscaled copy of it) for face snapshots; None when no snapshot image is kept.
     # Valid only while the frame is being handled: it may be a shared-memory view that is reused afterwards.
-    snapshot: RgbArray | None = None
+    snapshot: RgbImage | None = None
     snapshot_scale: float = 1.0  # snapshot pixels per frame pixel (the same on both axes)

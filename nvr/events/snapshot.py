@@ -14,10 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from nvr.contracts.frameresult import RgbArray
+from nvr.contracts.arrays import FloatArray, RgbImage
 from nvr.events.config import SnapshotConfig
-
-FloatArray = npt.NDArray[np.float32]
 
 ARCFACE_SIZE = 112
 # The standard ArcFace 5-point template for 112x112 crops (insightface's `arcface_dst`), keyed by our landmark
@@ -37,7 +35,7 @@ ARCFACE_TEMPLATE: dict[str, tuple[float, float]] = {
 class FaceCrop:
     """A copy of the image region around one face, with its landmarks in the crop's pixels."""
 
-    pixels: RgbArray  # h x w x 3, owned (not a view into the frame)
+    pixels: RgbImage  # h x w x 3, owned (not a view into the frame)
     landmarks: FloatArray  # (K, 2)
     landmark_names: tuple[str, ...]
     snapshot_region: tuple[
@@ -45,7 +43,7 @@ class FaceCrop:
     ]  # left, top, right, bottom of the JPEG snapshot within `pixels`
 
     @property
-    def snapshot_pixels(self) -> RgbArray:
+    def snapshot_pixels(self) -> RgbImage:
         left, top, right, bottom = self.snapshot_region
         return self.pixels[top:bottom, left:right]
 
@@ -61,7 +59,7 @@ def _region(
 
 
 def crop_face(
-    image: RgbArray,
+    image: RgbImage,
     scale: float,
     box: FloatArray,
     landmarks: FloatArray,
@@ -86,7 +84,7 @@ def crop_face(
     return FaceCrop(image[top:bottom, left:right].copy(), points, landmark_names, snapshot_region)
 
 
-def encode_jpeg(pixels: RgbArray, max_size: int, quality: int) -> bytes:
+def encode_jpeg(pixels: RgbImage, max_size: int, quality: int) -> bytes:
     """JPEG of `pixels`, downscaled (never upscaled) so that its longest side is at most `max_size`."""
     img = Image.fromarray(pixels, "RGB")
     longest = max(img.width, img.height)
@@ -122,7 +120,7 @@ def alignment_matrix(points: FloatArray, names: tuple[str, ...]) -> npt.NDArray[
     return np.array([[a, -b, tx], [b, a, ty]], np.float64)
 
 
-def align_face(crop: FaceCrop) -> RgbArray | None:
+def align_face(crop: FaceCrop) -> RgbImage | None:
     """The 112x112 RGB face aligned to the ArcFace template, or None if the landmarks cannot place it."""
     matrix = alignment_matrix(crop.landmarks, crop.landmark_names)
     if matrix is None:
@@ -153,7 +151,7 @@ class SnapshotMaker:
         self.config = config
 
     def capture(
-        self, image: RgbArray, scale: float, box: FloatArray, landmarks: FloatArray, names: tuple[str, ...]
+        self, image: RgbImage, scale: float, box: FloatArray, landmarks: FloatArray, names: tuple[str, ...]
     ) -> FaceCrop | None:
         if not self.config.enabled:
             return None

@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from nvr.contracts.arrays import FloatArray
 from nvr.events.config import TrackerConfig
-
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(slots=True, eq=False)  # tracks compare by identity

@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.arrays import FloatArray
 from nvr.contracts.faces import BLAZEFACE_LANDMARKS, Detections
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.tensors import RawOutput
 from nvr.errors import ModelError
 from nvr.postprocess.nms import nms
-
-FloatArray = npt.NDArray[np.float32]
 
 # The family's input normalisation, (x - mean) / std: MediaPipe feeds BlazeFace RGB in [-1, 1].
 INPUT_MEAN = 127.5

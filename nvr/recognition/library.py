@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -436,6 +436,42 @@ class FaceLibrary:
                 [(sample_id, m, v.size, v.tobytes()) for m, v in vectors.items()],
             )
         return Sample(sample_id, person_id, sample.created, source)
+
+    def enrol(
+        self, name: str, samples: Sequence[tuple[bytes, Mapping[str, npt.ArrayLike], str]]
+    ) -> tuple[Person, list[Sample]]:
+        """Add samples (crop JPEG, embeddings per model id, source) to the person called `name`, creating
+        them if needed: all in ONE transaction, so a failure leaves neither the person nor any sample."""
+        name = check_name(name)
+        key = _name_key(name)
+        prepared = [(crop, {m: _vector(v) for m, v in vectors.items()}, src) for crop, vectors, src in samples]
+        with self._change() as db:
+            row = db.execute("SELECT id, name, slug, created FROM people WHERE name_key = ?", (key,)).fetchone()
+            if row is not None:
+                person = Person(*row)
+            else:
+                person_id = self._new_person_id(db)
+                person = Person(person_id, name, self._free_slug(db, name, person_id, None), time.time())
+                db.execute(
+                    "INSERT INTO people (id, name, name_key, slug, created) VALUES (?, ?, ?, ?, ?)",
+                    (person.id, person.name, key, person.slug, person.created),
+                )
+            added = []
+            for crop, vectors, source in prepared:
+                for model_id, vector in vectors.items():
+                    self._check_dim(db, model_id, vector)
+                created = time.time()
+                cursor = db.execute(
+                    "INSERT INTO samples (person_id, created, source, crop) VALUES (?, ?, ?, ?)",
+                    (person.id, created, source, sqlite3.Binary(crop)),
+                )
+                sample_id = int(cursor.lastrowid or 0)
+                db.executemany(
+                    "INSERT INTO embeddings (sample_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
+                    [(sample_id, m, v.size, v.tobytes()) for m, v in vectors.items()],
+                )
+                added.append(Sample(sample_id, person.id, created, source))
+        return person, added
 
     def remove_sample(self, sample_id: int) -> None:
         with self._change() as db:
