@@ -26,12 +26,11 @@ from nvr.daemon.model import DetectionModel, open_configured_model
 from nvr.daemon.sdnotify import SystemdNotifier
 from nvr.daemon.stats import DaemonStats
 from nvr.daemon.watch import FileWatcher
-from nvr.daemon.web import recent_events, start_web
+from nvr.daemon.web import DaemonWeb
 from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
 from nvr.errors import ExitCode
 from nvr.logsetup import configure_logging, set_level
 from nvr.metrics import MetricsServer
-from nvr.web.server import WebServer
 
 log = structlog.get_logger("nvr.daemon")
 
@@ -61,7 +60,7 @@ class Daemon:
         self._pipeline: DetectionPipeline | None = None
         self._events: EventOutput | None = None
         self._metrics: MetricsServer | None = None
-        self._web: WebServer | None = None
+        self._web: DaemonWeb | None = None
         self._model: DetectionModel | None = None
         self.stats: DaemonStats | None = None
 
@@ -96,12 +95,11 @@ class Daemon:
         removed = remove_stale_segments(config.instance)
         if removed:
             log.warning("removed shared memory left by a previous run", segments=removed)
+        self._web = DaemonWeb(config) if config.web.enabled else None  # binds; exit 3 before models load
         model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
         self._model = model
-        recent = recent_events(config)  # the web UI's view of the events, filled by the event output
-        self._events = open_event_output(
-            config, [c.name for c in config.enabled_cameras], recent.wrap if recent is not None else None
-        )
+        recent = self._web.recent.wrap if self._web is not None else None  # the web UI's view of events
+        self._events = open_event_output(config, [c.name for c in config.enabled_cameras], recent)
         self._ready_queue = capture_context().Queue()
         capture = config.capture
         pipeline = DetectionPipeline(
@@ -126,7 +124,8 @@ class Daemon:
                 config.metrics.host, config.metrics.port, self.stats.collect, self.stats.health
             )
             self._metrics.start()
-        self._web = start_web(config, recent, self.stats, self._events, model.backend)
+        if self._web is not None:
+            self._web.start(self.stats, self._events, model.backend)
         pipeline.start()
         self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         self._notifier.ready(self._describe_status())

@@ -18,13 +18,8 @@ from nvr.daemon.stats import DaemonStats
 from nvr.recognition.library import FaceLibrary, LibraryError
 from nvr.web.app import create_web_server
 from nvr.web.recent import RecentEvents
-from nvr.web.server import WebServer
 
 log = structlog.get_logger("nvr.daemon")
-
-
-def recent_events(config: NvrConfig) -> RecentEvents | None:
-    return RecentEvents(capacity=config.web.recent_events) if config.web.enabled else None
 
 
 def library_path(config: NvrConfig) -> Path:
@@ -34,27 +29,43 @@ def library_path(config: NvrConfig) -> Path:
     return Path(configured).expanduser() if configured else state_dir(config) / "faces.sqlite3"
 
 
-def snapshot_dir(config: NvrConfig) -> Path:
-    return state_dir(config) / "snapshots"
+class DaemonWeb:
+    """Made first thing at start (it binds its port and reads its password: a problem is exit 3 before
+    any model loads); serves once the stages exist."""
 
+    def __init__(self, config: NvrConfig) -> None:
+        self.recent = RecentEvents(capacity=config.web.recent_events)
+        self._config = config
+        self._stats: DaemonStats | None = None
+        self._events: EventOutput | None = None
+        self._backend = ""
+        try:
+            self._library: FaceLibrary | None = FaceLibrary(library_path(config))
+        except LibraryError as exc:
+            log.error("web UI without the face library", error=exc.message)
+            self._library = None
+        self.server = create_web_server(
+            config.web, self.recent, library=self._library, status=self.status,
+            snapshot_dir=state_dir(config) / "snapshots",
+        )  # fmt: skip
 
-def start_web(
-    config: NvrConfig, recent: RecentEvents | None, stats: DaemonStats, events: EventOutput, backend: str
-) -> WebServer | None:
-    """Start the web UI when enabled; ConfigError (exit 3) when it cannot listen or read its password."""
-    if recent is None or not config.web.enabled:
-        return None
-    try:
-        library: FaceLibrary | None = FaceLibrary(library_path(config))
-    except LibraryError as exc:
-        log.error("web UI without the face library", error=exc.message)
-        library = None
+    def start(self, stats: DaemonStats, events: EventOutput, backend: str) -> None:
+        self._stats, self._events, self._backend = stats, events, backend
+        self.server.start()
 
-    def status() -> dict[str, Any]:
+    def stop(self) -> None:
+        self.server.stop()
+        if self._library is not None:
+            self._library.close()
+
+    def status(self) -> dict[str, Any]:
+        stats, events = self._stats, self._events
+        if stats is None or events is None:
+            return {"health": {"status": "starting"}}
         healthy, details = stats.health()
         result: dict[str, Any] = {**stats.summary(), "health": {"status": "ok" if healthy else "unhealthy"}}
         result["health"].update(details)
-        result["detector"] = {"model": config.detector.model, "backend": backend}
+        result["detector"] = {"model": self._config.detector.model, "backend": self._backend}
         result["events"] = events.description
         if events.publisher is not None:
             mqtt: Any = events.publisher.stats()
@@ -63,9 +74,3 @@ def start_web(
                 "outbox": mqtt.get("outbox", {}), "delivered": mqtt.get("delivered", 0),
             }  # fmt: skip
         return result
-
-    server = create_web_server(
-        config.web, recent, library=library, status=status, snapshot_dir=snapshot_dir(config)
-    )
-    server.start()
-    return server

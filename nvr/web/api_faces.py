@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import structlog
 
@@ -16,7 +15,8 @@ from nvr.errors import NvrError
 from nvr.recognition.library import FaceLibrary, LibraryError, Person, PersonError
 from nvr.web.api import IMAGE_CACHE, route
 from nvr.web.config import WebConfig
-from nvr.web.faces import PhotoEnroller, PhotoRejectedError, StrangerStore, person_dict, sample_dict
+from nvr.web.enrol import Photo, PhotoEnroller
+from nvr.web.faces import StrangerStore, person_dict, sample_dict
 from nvr.web.http import HttpError, Reply, Request, json_reply
 from nvr.web.images import decode_photo, parse_multipart
 from nvr.web.server import Route
@@ -108,28 +108,22 @@ class FacesApi:
         key = fields.get("person", "").strip()
         if not key:
             raise HttpError(400, "'person' is required: the name of a new person or an existing one")
-        rejected: list[dict[str, str]] = []
-        accepted: list[dict[str, Any]] = []
+        photos = []
+        for upload in files:
+            try:  # decoded here, before anything else looks at the bytes
+                photos.append(Photo(upload.filename, decode_photo(upload.data)))
+            except ValueError as exc:
+                photos.append(Photo(upload.filename, None, str(exc)))
         with self._open() as library:
-            person = library.person(key)
-            created = person is None
-            if person is None:
-                person = library.add_person(key)
-            for upload in files:
-                try:
-                    pixels = decode_photo(upload.data)
-                    sample = self._enroller.enrol_photo(library, person, pixels, f"web:{upload.filename}")
-                except (ValueError, PhotoRejectedError) as exc:
-                    rejected.append({"file": upload.filename, "error": str(exc)})
-                    continue
-                accepted.append({"file": upload.filename, "sample": sample.id})
-            if created and not accepted:
-                library.remove_person(person)
-            samples = library.samples(person) if accepted or not created else []
-        log.info("web: photos enrolled", accepted=len(accepted), rejected=len(rejected))
+            existing = library.person(key)
+            outcome = self._enroller.enrol(library, existing.name if existing else key, photos)
+            person = outcome.person or existing
+            samples = library.samples(person) if person is not None else []
+        log.info("web: photos enrolled", accepted=len(outcome.accepted), rejected=len(outcome.rejected))
         return json_reply({
-            "person": person_dict(person, samples) if accepted or not created else None,
-            "accepted": accepted, "rejected": rejected,
+            "person": person_dict(person, samples) if person is not None else None,
+            "accepted": [{"file": name, "sample": sample} for name, sample in outcome.accepted],
+            "rejected": [{"file": name, "error": reason} for name, reason in outcome.rejected],
         })  # fmt: skip
 
     def sample_crop(self, request: Request) -> Reply:

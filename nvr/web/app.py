@@ -9,7 +9,8 @@ from nvr.web.api import EventsApi, StatusProvider
 from nvr.web.api_faces import FacesApi
 from nvr.web.auth import Authenticator
 from nvr.web.config import WebConfig, resolve_web_password
-from nvr.web.faces import PhotoEnroller, StrangerStore
+from nvr.web.enrol import PhotoEnroller
+from nvr.web.faces import StrangerStore
 from nvr.web.images import ThumbnailCache
 from nvr.web.recent import RecentEvents
 from nvr.web.server import WebServer

@@ -2,8 +2,8 @@
 
 The library file is the one `nvr faces` and the daemon use, so every change here is seen by the running
 daemon's watcher at once (its `version()` moves). Enrolling an uploaded photo needs a face detector and the
-embedder (`PhotoEnroller`, given by whoever starts the server); stranger groups come from the recognition
-stage's store (`StrangerStore`). Either may be missing: the UI then says so instead of failing.
+embedder (`nvr.web.enrol.PhotoEnroller`); stranger groups come from the recognition stage's store
+(`StrangerStore`). Either may be missing: the UI then says so instead of failing.
 """
 
 from __future__ import annotations
@@ -13,22 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nvr.contracts.imaging import RgbImage
-from nvr.recognition.library import FaceLibrary, Person, Sample
+from nvr.recognition.library import Person, Sample
 
 GROUP_NAME = re.compile(r"unknown_[0-9]{1,9}")
 PERSON_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class PhotoRejectedError(Exception):
-    """A photo cannot be enrolled; the message says why, in words for the user (no face, too small...)."""
-
-
-class PhotoEnroller(Protocol):
-    def enrol_photo(self, library: FaceLibrary, person: Person, image: RgbImage, source: str) -> Sample:
-        """Find the photo's largest face, check it as `nvr faces add` does, align, embed and add it as a
-        sample of `person`; raise PhotoRejectedError naming the problem."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from email.policy import HTTP
 import numpy as np
 from PIL import Image, ImageOps
 
-from nvr.contracts.imaging import RgbImage
+from nvr.contracts.arrays import RgbImage
 from nvr.web.http import HttpError
 
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo is the largest we decode (decompression bombs stop here)
