@@ -260,16 +260,20 @@ class WebServer:
             http.wfile.write(reply.body)
 
     def _stream(self, http: BaseHTTPRequestHandler, streamer: Streamer, request: Request) -> None:
-        http.send_response(200)
-        http.send_header("Content-Type", "text/event-stream")
-        http.send_header("Cache-Control", "no-store")
-        for name, value in SECURITY_HEADERS.items():
-            http.send_header(name, value)
-        http.send_header("Connection", "close")
-        http.end_headers()
         http.close_connection = True
+        started = False
 
         def write(chunk: bytes) -> None:
+            nonlocal started
+            if not started:  # headers with the first message: the stream has taken its starting point
+                started = True
+                http.send_response(200)
+                http.send_header("Content-Type", "text/event-stream")
+                http.send_header("Cache-Control", "no-store")
+                for name, value in SECURITY_HEADERS.items():
+                    http.send_header(name, value)
+                http.send_header("Connection", "close")
+                http.end_headers()
             http.wfile.write(chunk)
             http.wfile.flush()
 
