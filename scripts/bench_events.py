@@ -39,12 +39,13 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from nvr.contracts.faces import SCRFD_LANDMARKS, Detections  # noqa: E402
 from nvr.contracts.frameresult import FrameResult  # noqa: E402
-from nvr.events.config import EventsConfig, SnapshotConfig, TrackerConfig  # noqa: E402
+from nvr.daemon.stages import FaceStages  # noqa: E402
+from nvr.events.config import EventsConfig, SnapshotConfig  # noqa: E402
 from nvr.events.payload import FaceEvent  # noqa: E402
-from nvr.events.stage import EventStage  # noqa: E402
 from nvr.mqtt.config import MqttConfig, OutboxConfig  # noqa: E402
 from nvr.mqtt.outbox import NewMessage, Outbox  # noqa: E402
 from nvr.mqtt.sink import MqttSink  # noqa: E402
+from nvr.tracking.config import TrackerConfig  # noqa: E402
 
 EPOCH = 1_763_683_200.0
 
@@ -114,7 +115,7 @@ def mosquitto() -> Iterator[tuple[str, int]]:
 
 def bench_stage(work: list[FrameResult], snapshots: bool) -> tuple[float, list[FaceEvent]]:
     sink = CollectingSink()
-    stage = EventStage(events_config(snapshots), sink)
+    stage = FaceStages(events_config(snapshots), sink)
     started = time.perf_counter()
     for frame in work:
         stage.handle(frame)
@@ -161,7 +162,7 @@ def bench_pipeline(host: str, port: int, work: list[FrameResult], outbox: Path, 
     )  # fmt: skip
     sink = MqttSink(config)
     sink.publisher.wait_connected(10)
-    stage = EventStage(events_config(False), sink)
+    stage = FaceStages(events_config(False), sink)
     started = time.perf_counter()
     for frame in work:
         stage.handle(frame)

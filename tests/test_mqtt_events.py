@@ -21,11 +21,12 @@ from video_faces import empty_frame, video_frames
 
 from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
 from nvr.contracts.frameresult import FrameResult
-from nvr.events.config import EventsConfig, SnapshotConfig, TrackerConfig
+from nvr.daemon.stages import FaceStages
+from nvr.events.config import EventsConfig, SnapshotConfig
 from nvr.events.payload import SCHEMA_PATH, FaceEvent
-from nvr.events.stage import EventStage
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
+from nvr.tracking.config import TrackerConfig
 
 SCHEMA = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
 Factory = Callable[..., Subscriber]
@@ -63,7 +64,7 @@ def test_video_face_events_reach_subscribers(
     subscriber = subscriber_factory(broker, ["nvr/#", "homeassistant/#"])
     config = client_config(broker, tmp_path / "outbox.sqlite3")
     sink = RecordingSink(MqttSink(config, cameras=["hamilton"]))
-    stage = EventStage(
+    stage = FaceStages(
         EventsConfig(
             update_interval=0.3, tracker=TrackerConfig(end_after=0.4), snapshot=SnapshotConfig(aligned=True)
         ),
@@ -224,7 +225,7 @@ def test_malformed_or_oversized_data_never_reaches_the_wire(
         # Queued while the broker's limit is unknown: the sender drops the snapshot, the connection stays.
         sink.publish_event(event(4, snapshot=mid_jpeg))
         # NaN boxes from a detector never become events.
-        stage = EventStage(EventsConfig(), sink)
+        stage = FaceStages(EventsConfig(), sink)
         bad = Detections(
             np.array([[np.nan, 10, 50, 60]], np.float32), np.array([0.9], np.float32),
             np.zeros((1, 5, 2), np.float32), SCRFD_LANDMARKS,

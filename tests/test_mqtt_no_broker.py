@@ -13,18 +13,19 @@ import pytest
 from mqtt_child import synthetic_event
 from video_faces import empty_frame, video_frames
 
+from nvr.daemon.stages import FaceStages
 from nvr.errors import ConfigError, ExitCode
-from nvr.events.config import EventFileConfig, EventsConfig, TrackerConfig
+from nvr.events.config import EventFileConfig, EventsConfig
 from nvr.events.payload import SCHEMA_PATH
 from nvr.events.sink import JsonLinesSink, read_event_lines
-from nvr.events.stage import EventStage
+from nvr.tracking.config import TrackerConfig
 
 
 def test_video_events_go_to_the_log_and_the_event_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sink = JsonLinesSink(EventFileConfig(path=tmp_path / "events.jsonl"))
-    stage = EventStage(
+    stage = FaceStages(
         EventsConfig(update_interval=0.3, tracker=TrackerConfig(end_after=0.4)), sink, ["hamilton"]
     )
     clip = video_frames()

@@ -19,6 +19,7 @@ from nvr.config.models import (
 from nvr.config.source import ConfigFileError, Path_, SourceDocument, format_path, read_config_file
 from nvr.events.config import EventFileConfig, EventsConfig
 from nvr.mqtt.config import MqttConfig
+from nvr.recognition.config import RecognitionConfig
 from nvr.web.config import WebConfig
 
 
@@ -35,6 +36,7 @@ class NvrConfig(StrictModel):
     event_file: EventFileConfig | None = Field(
         default=None, description="JSON-lines events without a broker; default <state_dir>/events.jsonl"
     )
+    recognition: RecognitionConfig = RecognitionConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     web: WebConfig = WebConfig()

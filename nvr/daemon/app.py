@@ -99,7 +99,9 @@ class Daemon:
         model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
         self._model = model
         recent = self._web.recent.wrap if self._web is not None else None  # the web UI's view of events
-        self._events = open_event_output(config, [c.name for c in config.enabled_cameras], recent)
+        self._events = open_event_output(
+            config, [c.name for c in config.enabled_cameras], self.config_path.parent, recent
+        )
         self._ready_queue = capture_context().Queue()
         capture = config.capture
         pipeline = DetectionPipeline(

@@ -9,9 +9,10 @@ from pathlib import Path
 import structlog
 
 from nvr.config import NvrConfig
+from nvr.daemon.recognition import RecognitionSetup, open_recognition
+from nvr.daemon.stages import FaceStages
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
-from nvr.events.stage import EventStage
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
 
@@ -29,12 +30,19 @@ def state_dir(config: NvrConfig) -> Path:
 
 
 class EventOutput:
-    """Owns the event stage (used by the detection thread), its sink and, with a broker, the publisher."""
+    """Owns the stages after detection (run by the detection thread), their sink and, with a broker, the
+    publisher."""
 
     def __init__(
-        self, stage: EventStage, sink: EventSink, description: str, publisher: MqttPublisher | None = None
+        self,
+        stage: FaceStages,
+        sink: EventSink,
+        description: str,
+        publisher: MqttPublisher | None = None,
+        recognition: RecognitionSetup | None = None,
     ) -> None:
         self.stage = stage
+        self.recognition = recognition or RecognitionSetup()
         self.sink = sink
         self.description = description
         self.publisher = publisher
@@ -46,16 +54,29 @@ class EventOutput:
         try:
             self.stage.close()
         finally:
+            self.recognition.close()
             if self.publisher is not None:
                 self.publisher.stop(max(0.5, timeout))
             else:
                 self.sink.close()
 
 
+def _stages(
+    config: NvrConfig, sink: EventSink, cameras: list[str], config_dir: Path
+) -> tuple[FaceStages, RecognitionSetup]:
+    setup = open_recognition(config, config_dir, state_dir(config), sink)
+    wiring = (setup.output, setup.factory) if setup.output is not None and setup.factory is not None else None
+    return FaceStages(config.events, sink, cameras, recognition=wiring), setup
+
+
 def open_event_output(
-    config: NvrConfig, cameras: list[str], wrap: Callable[[EventSink], EventSink] | None = None
+    config: NvrConfig,
+    cameras: list[str],
+    config_dir: Path | None = None,
+    wrap: Callable[[EventSink], EventSink] | None = None,
 ) -> EventOutput:
-    """The stage and its sink; `wrap` puts an observer (the web UI's recent events) in front of the sink."""
+    """The stages and their sink; `wrap` puts an observer (the web UI's recent events) in front of the sink."""
+    config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
     wrap = wrap or (lambda sink: sink)
     if mqtt is not None:
@@ -71,11 +92,12 @@ def open_event_output(
             stats_provider=stats,
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        output = EventOutput(EventStage(config.events, wrap(mqtt_sink), cameras), mqtt_sink, description)
-        output.publisher = mqtt_sink.publisher
+        stages, setup = _stages(config, wrap(mqtt_sink), cameras, config_dir)
+        output = EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher, setup)
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    return EventOutput(EventStage(config.events, wrap(sink), cameras), sink, description)
+    stages, setup = _stages(config, wrap(sink), cameras, config_dir)
+    return EventOutput(stages, sink, description, recognition=setup)

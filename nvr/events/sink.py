@@ -18,6 +18,8 @@ from typing import IO, Any, Protocol
 from nvr.errors import ConfigError
 from nvr.events.config import EventFileConfig
 from nvr.events.payload import FaceEvent
+from nvr.recognition.presence import PeopleChange, PresenceState
+from nvr.recognition.strangers import StrangerEvent
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,15 @@ class EventSink(Protocol):
     def close(self, timeout: float = 5.0) -> None:
         """Flush and release; an MQTT sink delivers what it can within `timeout` seconds."""
         ...
+
+    # Recognition's output (nvr.recognition.output.RecognitionSink): stranger events, people, presence.
+    def enable_strangers(self, camera: str) -> None: ...
+
+    def publish_stranger(self, event: StrangerEvent) -> None: ...
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None: ...
+
+    def publish_people(self, change: PeopleChange) -> None: ...
 
 
 class JsonLinesSink:
@@ -68,13 +79,8 @@ class JsonLinesSink:
             self.events_rejected += 1
             log.error("face event %s on camera %s not written: %s", event.id, event.camera, exc)
             return
-        with self._lock:
-            if self._size and self._size + len(line) > self._config.max_bytes:
-                self._rotate()
-            self._file.write(line)
-            self._file.flush()
-            self._size += len(line)
-            self.events_written += 1
+        self._write_line(line)
+        self.events_written += 1
         # Logged once written: whoever reacts to the log line finds the event in the file.
         log.info(
             "face %s %s camera=%s score=%.2f box=%s",
@@ -85,8 +91,33 @@ class JsonLinesSink:
             [round(v) for v in event.face.box],
         )
 
+    def _write_line(self, line: bytes) -> None:
+        with self._lock:
+            if self._size and self._size + len(line) > self._config.max_bytes:
+                self._rotate()
+            self._file.write(line)
+            self._file.flush()
+            self._size += len(line)
+
     def publish_face_count(self, camera: str, count: int) -> None:
         log.debug("camera %s: %d face(s) in view", camera, count)
+
+    # -- recognition: stranger events go to the file too (they carry `event_type`), presence to the log --
+
+    def enable_strangers(self, camera: str) -> None:
+        pass
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        line = json.dumps(event.to_dict(), separators=(",", ":")).encode() + b"\n"
+        self._write_line(line)
+        log.info("stranger %s camera=%s group=%s", event.event_id, event.camera, event.group)
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        for state in states:
+            log.info("person %s %s camera=%s", state.name, state.state, state.camera)
+
+    def publish_people(self, change: PeopleChange) -> None:
+        self.publish_presence(change.states)
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:

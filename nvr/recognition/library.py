@@ -444,9 +444,13 @@ class FaceLibrary:
         them if needed: all in ONE transaction, so a failure leaves neither the person nor any sample."""
         name = check_name(name)
         key = _name_key(name)
-        prepared = [(crop, {m: _vector(v) for m, v in vectors.items()}, src) for crop, vectors, src in samples]
+        prepared = [
+            (crop, {m: _vector(v) for m, v in vectors.items()}, src) for crop, vectors, src in samples
+        ]
         with self._change() as db:
-            row = db.execute("SELECT id, name, slug, created FROM people WHERE name_key = ?", (key,)).fetchone()
+            row = db.execute(
+                "SELECT id, name, slug, created FROM people WHERE name_key = ?", (key,)
+            ).fetchone()
             if row is not None:
                 person = Person(*row)
             else:

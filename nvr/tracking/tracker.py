@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nvr.contracts.arrays import FloatArray
-from nvr.events.config import TrackerConfig
+from nvr.tracking.config import TrackerConfig
 
 
 @dataclass(slots=True, eq=False)  # tracks compare by identity

@@ -1,0 +1,381 @@
+"""The recognition stage: between tracking and events, it says who each face track is.
+
+On the results thread (`handle`, `expire`, `close`; the frame's pixels are valid only during `handle`): each
+confirmed track's face is checked for size and pose, aligned from the frame's highest-resolution pixels,
+checked for sharpness, and, within the per-track and global embedding budgets, queued for the embedder. The
+embedder runs on its own thread (`EmbedWorker`), so detection never waits for it; its embeddings come back
+through a queue and are applied at the next frame (or the next `expire`, twice a second): the track's
+evidence decides its identity (`track_identity`). Every tracked frame goes on to the event stage with the
+identities of its tracks; a decision about a track not in the frame goes on in a frame-less `TrackedFrame`,
+so the event's `update` leaves at once. A stranger decision is recorded in the stranger groups (the same
+unknown face gets the same `unknown_<n>`) and flagged to the event stage, which knows the event id.
+
+The face library is watched (`version()`, polled every second): add, remove or rename with `nvr faces` while
+the daemon runs takes effect at once; samples not embedded with the daemon's model are embedded in the
+background (by the same worker, between faces).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import structlog
+from PIL import Image
+
+from nvr.contracts.alignment import align_faces
+from nvr.contracts.arrays import FloatArray, RgbImage
+from nvr.contracts.tracks import TrackedFrame, TrackSink
+from nvr.recognition.config import RecognitionConfig
+from nvr.recognition.library import FaceLibrary, LibraryError
+from nvr.recognition.matcher import Matcher
+from nvr.recognition.output import RecognitionOutput
+from nvr.recognition.quality import QualityLimits, assess, sharpness
+from nvr.recognition.strangers import StrangerStore
+from nvr.recognition.track_identity import Decision, IdentityRules, PersonScore, TrackIdentities
+
+log = structlog.get_logger(__name__)
+
+LIBRARY_POLL_S = 1.0
+_MAX_QUEUED = (
+    8  # faces waiting for the embedder; beyond this a face is skipped (the budget should prevent it)
+)
+
+
+class EmbedderLike(Protocol):
+    """What the stage needs of an embedder (nvr.families.arcface.Embedder)."""
+
+    model_id: str
+    dim: int
+
+    @property
+    def batch(self) -> int: ...
+
+    def embed(self, aligned: RgbImage) -> FloatArray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    key: tuple[str, int]
+    aligned: RgbImage  # 112x112x3
+    quality: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    key: tuple[str, int]
+    embedding: FloatArray
+    quality: float
+    aligned: RgbImage
+
+
+class EmbedWorker:
+    """The embedder's own thread: faces in (batched as the model allows), embeddings out; between faces,
+    library samples that lack the model's embedding."""
+
+    def __init__(self, embedder: EmbedderLike, library: FaceLibrary | None) -> None:
+        self.embedder = embedder
+        self.library = library
+        self.jobs: queue.Queue[_Job | None] = queue.Queue(_MAX_QUEUED)
+        self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self.reembed = threading.Event()
+        self.failures = 0
+        self.embedded = 0
+        self.embed_seconds = 0.0
+        self.reembedded = 0
+        self._thread = threading.Thread(target=self._run, name="recognition-embedder", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: _Job) -> bool:
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def close(self, timeout: float = 2.0) -> None:
+        while True:  # make room for the stop marker
+            try:
+                self.jobs.put_nowait(None)
+                break
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.jobs.get_nowait()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get(timeout=0.5)
+            except queue.Empty:
+                if self.reembed.is_set():
+                    self._reembed_one()
+                continue
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < max(1, self.embedder.batch):
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.jobs.put(None)  # seen again after this batch
+                    break
+                batch.append(more)
+            started = time.monotonic()
+            try:
+                vectors = self.embedder.embed(np.stack([j.aligned for j in batch]))
+            except Exception as exc:  # a failing embedder must not end detection
+                self.failures += 1
+                if self.failures in (1, 10, 100) or self.failures % 1000 == 0:
+                    log.error("embedder failed", error=f"{type(exc).__name__}: {exc}", failures=self.failures)
+                continue
+            self.embed_seconds += time.monotonic() - started
+            self.embedded += len(batch)
+            for j, vector in zip(batch, vectors, strict=True):
+                self.done.put(_Done(j.key, vector, j.quality, j.aligned))
+
+    def _reembed_one(self) -> None:
+        """Embed one library sample that lacks this model's embedding (from its stored aligned crop)."""
+        library = self.library
+        if library is None:
+            self.reembed.clear()
+            return
+        try:
+            missing = library.samples_missing(self.embedder.model_id)
+            if not missing:
+                self.reembed.clear()
+                return
+            sample = missing[0]
+            crop = _decode_jpeg(library.sample_crop(sample.id))
+            vector = self.embedder.embed(crop[None])[0]
+            library.set_embedding(sample.id, self.embedder.model_id, vector)
+            self.reembedded += 1
+            if len(missing) == 1:
+                log.info("library samples embedded with the daemon's model", model=self.embedder.model_id)
+        except Exception as exc:  # a sample that cannot be embedded (gone meanwhile, bad crop) is skipped
+            log.warning("could not embed a library sample", error=f"{type(exc).__name__}: {exc}")
+            self.reembed.clear()
+
+
+def _encode_jpeg(aligned: RgbImage) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(aligned, "RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _decode_jpeg(data: bytes) -> RgbImage:
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+        if rgb.size != (112, 112):
+            rgb = rgb.resize((112, 112))
+        return np.asarray(rgb)
+
+
+class RecognitionStage:
+    """A `TrackSink`: tracked frames in (from tracking), tracked frames with identities out (to events)."""
+
+    def __init__(
+        self,
+        config: RecognitionConfig,
+        embedder: EmbedderLike,
+        library: FaceLibrary,
+        downstream: TrackSink,
+        output: RecognitionOutput,
+        *,
+        threshold: float,
+        strangers: StrangerStore | None = None,
+        cameras: Callable[[str], bool] = lambda _camera: True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.library = library
+        self.downstream = downstream
+        self.output = output
+        self.strangers = strangers
+        self.threshold = threshold
+        self._enabled_for = cameras
+        self._clock = clock
+        self._limits = QualityLimits(config.min_face_px, config.min_sharpness)
+        rules = IdentityRules(
+            threshold=threshold,
+            margin=config.margin,
+            stranger_after_embeddings=config.stranger_after_embeddings,
+            stranger_after_s=config.stranger_after_s,
+        )
+        self.identities = TrackIdentities(rules, embedder.model_id, self._score, config.max_embeddings_per_s)
+        self._matcher: Matcher | None = None
+        self._person_ids: dict[str, str] = {}
+        self._version = -1
+        self._next_poll = 0.0
+        self.worker = EmbedWorker(embedder, library)
+        self._pending: dict[str, TrackedFrame] = {}  # decisions for tracks not in the next frame, by camera
+        self._stranger_cameras: set[str] = set()
+        self.counters = {"embedded": 0, "refused_quality": 0, "refused_sharpness": 0, "skipped_busy": 0}
+        self._warned_no_image = False
+        self._reload_library()
+
+    # -- the library --------------------------------------------------------------------------------------
+
+    def _reload_library(self) -> None:
+        try:
+            version = self.library.version()
+            if version == self._version:
+                return
+            people = self.library.people()
+            matrix, owners = self.library.embedding_matrix(self.embedder.model_id)
+            missing = self.library.samples_missing(self.embedder.model_id)
+        except LibraryError as exc:
+            log.error("face library unreadable; keeping the previous one", error=exc.message)
+            return
+        names = {p.id: p.name for p in people}
+        self._matcher = Matcher(
+            matrix, owners, names, self.embedder.model_id, threshold=self.threshold, margin=self.config.margin
+        )
+        self._person_ids = {p.name: p.id for p in people}
+        first = self._version < 0
+        self._version = version
+        if missing:
+            if first:
+                log.info("embedding library samples with the daemon's model", samples=len(missing))
+            self.worker.reembed.set()
+        self.output.people(people)
+        if not first:
+            log.info("face library changed", people=len(people), samples=len(owners))
+            for decision in self.identities.rescore():
+                self._queue_decision(decision)
+
+    def _score(self, embedding: FloatArray) -> list[PersonScore]:
+        matcher = self._matcher
+        if matcher is None or matcher.empty:
+            return []
+        match = matcher.match(embedding[None])[0]
+        return [PersonScore(self._person_ids.get(c.name, c.name), c.name, c.score) for c in match.candidates]
+
+    # -- frames ---------------------------------------------------------------------------------------------
+
+    def handle(self, tracked: TrackedFrame) -> None:
+        camera = tracked.camera
+        self._apply_results()
+        pending = self._pending.pop(camera, None)
+        if pending is not None:
+            tracked.identities.update(pending.identities)
+            tracked.strangers.update(pending.strangers)
+        if self._enabled_for(camera):
+            if camera not in self._stranger_cameras:
+                self._stranger_cameras.add(camera)
+                self.output.sink.enable_strangers(camera)
+            if tracked.frame is not None:
+                self._look(tracked)
+            for face in tracked.faces:
+                identity = self.identities.identity((camera, face.track_id))
+                if identity is not None:
+                    tracked.identities.setdefault(face.track_id, identity)
+        for ended in tracked.ended:
+            self.identities.end((camera, ended.track_id))
+        self.downstream.handle(tracked)
+
+    def expire(self) -> None:
+        """Twice a second: apply the embedder's results, watch the library, time presence out."""
+        now = self._clock()
+        if now >= self._next_poll:
+            self._next_poll = now + LIBRARY_POLL_S
+            self._reload_library()
+        self._apply_results()
+        for camera in list(self._pending):
+            self.downstream.handle(self._pending.pop(camera))
+        self.output.expire()
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def _look(self, tracked: TrackedFrame) -> None:
+        frame = tracked.frame
+        assert frame is not None
+        wanted = []
+        detections = frame.detections
+        for face in tracked.faces:
+            if not face.confirmed:
+                continue
+            index = face.index
+            verdict = assess(
+                detections.boxes[index], detections.landmarks[index], detections.landmark_names, self._limits
+            )
+            if not verdict.ok:
+                self.counters["refused_quality"] += 1
+                continue
+            key = (tracked.camera, face.track_id)
+            if self.identities.want(key, face.first_seen):
+                wanted.append((key, index, verdict.score))
+        if not wanted:
+            return
+        image = frame.snapshot
+        if image is None:
+            if not self._warned_no_image:
+                self._warned_no_image = True
+                log.error("recognition needs frame images: set capture.snapshot_width/height (not 0)")
+            return
+        indices = [index for _, index, _ in wanted]
+        landmarks = detections.landmarks[indices] * np.float32(frame.snapshot_scale)
+        aligned, placed = align_faces(image, landmarks, detections.landmark_names)
+        sharp = sharpness(aligned)
+        for (key, _, quality), crop, ok, value in zip(wanted, aligned, placed, sharp, strict=True):
+            if not ok or value < self.config.min_sharpness:
+                self.counters["refused_sharpness"] += 1
+                continue
+            if not self.worker.submit(_Job(key, crop, quality)):
+                self.counters["skipped_busy"] += 1
+
+    # -- results --------------------------------------------------------------------------------------------
+
+    def _apply_results(self) -> None:
+        while True:
+            try:
+                done = self.worker.done.get_nowait()
+            except queue.Empty:
+                return
+            self.counters["embedded"] += 1
+            decision = self.identities.add(done.key, done.embedding, done.quality)
+            if decision is not None:
+                group = self._record_stranger(decision, done) if decision.stranger else None
+                self._queue_decision(decision, group)
+
+    def _record_stranger(self, decision: Decision, done: _Done) -> str | None:
+        """The stranger's group (the same unknown face seen before gets the same one), or None."""
+        camera = done.key[0]
+        group: str | None = None
+        if self.strangers is not None:
+            try:
+                recorded = self.strangers.record(
+                    decision.embedding, self.embedder.model_id, _encode_jpeg(done.aligned),
+                    camera=camera, event_id="", time=time.time(), join_threshold=self.threshold,
+                )  # fmt: skip
+                group = recorded.name
+            except (LibraryError, OSError) as exc:
+                log.error("stranger not recorded in the library", camera=camera, error=str(exc))
+        return group
+
+    def _queue_decision(self, decision: Decision, group: str | None = None) -> None:
+        key = decision.key
+        assert isinstance(key, tuple)
+        camera, track_id = key
+        pending = self._pending.get(camera)
+        if pending is None:
+            pending = self._pending[camera] = TrackedFrame(camera, None)
+        pending.identities[track_id] = decision.identity
+        if decision.stranger:
+            pending.strangers[track_id] = group
+        log.info(
+            "face identified" if decision.identity.name else "face unknown",
+            camera=camera, track=track_id, name=decision.identity.name,
+            score=round(decision.identity.score, 3), stranger=decision.stranger, group=group,
+        )  # fmt: skip
