@@ -11,7 +11,7 @@ from nvr import __version__
 from nvr.errors import ExitCode, NvrError
 
 # Sub-command modules, in the order `nvr --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("detect", "models", "run", "check_config", "eval", "bench")
+COMMAND_MODULES: tuple[str, ...] = ("detect", "faces", "models", "run", "check_config", "eval", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,6 @@ BLAZEFACE_LANDMARKS: tuple[str, ...] = (
 )
 
 
-
 @dataclass(frozen=True, slots=True)
 class Face:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original-image pixels
@@ -60,7 +59,9 @@ class Detections:
     def empty(cls, landmark_names: tuple[str, ...] = SCRFD_LANDMARKS) -> Detections:
         k = len(landmark_names)
         return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, k, 2), np.float32),
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0, k, 2), np.float32),
             landmark_names,
         )
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ import numpy as np
 from nvr.contracts.alignment import ARCFACE_SIZE
 from nvr.contracts.arrays import FloatArray, UInt8Array
 from nvr.errors import InputFileError, ModelError
+from nvr.families.base import InputSpec, Role, Shape
 
 NAME = "arcface"
 # The normalisation most ArcFace ports use; insightface's own exports (w600k_mbf.onnx) use 127.5 / 127.5.
@@ -28,6 +30,26 @@ DEFAULT_MEAN = 127.5
 DEFAULT_STD = 128.0
 MAX_BATCH = 16  # for models with a dynamic batch: enough to amortise a call, small enough to stay cache-warm
 INPUT_SHAPE = (ARCFACE_SIZE, ARCFACE_SIZE, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class ArcFace:
+    """The registry's view of the family: its input, and how an embedder's outputs look."""
+
+    name: str = NAME
+    role: Role = "embedder"
+    input: InputSpec = field(
+        default_factory=lambda: InputSpec(
+            mean=DEFAULT_MEAN, std=DEFAULT_STD, size=(ARCFACE_SIZE, ARCFACE_SIZE), letterbox=False
+        )
+    )
+
+    def recognises(self, output_shapes: Sequence[Shape]) -> bool:
+        """One output holding one vector per face ([B, D], [B, 1, 1, D], or a HEF's (D,) / (1, 1, D))."""
+        return len(output_shapes) == 1 and _vector_dim(tuple(output_shapes[0])) is not None
+
+
+FAMILY = ArcFace()
 
 
 class EmbedderRuntime(Protocol):
@@ -64,7 +86,9 @@ class Embedder:
         if faces.ndim == 3:
             faces = faces[None]
         if faces.shape[1:] != INPUT_SHAPE or faces.dtype != np.uint8:
-            raise ValueError(f"embedder input must be uint8 [N, 112, 112, 3], got {faces.dtype} {faces.shape}")
+            raise ValueError(
+                f"embedder input must be uint8 [N, 112, 112, 3], got {faces.dtype} {faces.shape}"
+            )
         count = len(faces)
         out = np.empty((count, self.dim), np.float32)
         step = self.batch
@@ -97,12 +121,19 @@ class Embedder:
         self.close()
 
 
-def vector_length(shape: tuple[int | str | None, ...], path: Path) -> int:
-    """D of an output shaped [B, D] (or [B, 1, 1, D], [B, D, 1, 1]); ModelError for anything else."""
-    per_face = [d for d in shape[1:]]
+def _vector_dim(shape: tuple[int | str | None, ...]) -> int | None:
+    per_face = shape[1:] if len(shape) >= 2 else shape  # without the batch dimension
     sized = [d for d in per_face if d != 1]
     if len(sized) == 1 and isinstance(sized[0], int) and sized[0] >= 8:
         return sized[0]
+    return None
+
+
+def vector_length(shape: tuple[int | str | None, ...], path: Path) -> int:
+    """D of an output shaped [B, D] (or [B, 1, 1, D], [B, D, 1, 1]); ModelError for anything else."""
+    dim = _vector_dim(shape)
+    if dim is not None:
+        return dim
     raise ModelError(
         f"{path}: output shape {list(shape)} is not one embedding vector per face; "
         "is this a face embedding (ArcFace-style) model?"
@@ -193,7 +224,7 @@ class TfliteEmbedderRuntime:
             raise ModelError(f"{path}: expected one float embedding output, found {found}")
         # LiteRT models have a fixed batch (MobileFaceNet's is 2).
         self.batch: int | None = shape[0]
-        self.output_shape = tuple(int(d) for d in outputs[0]["shape"])
+        self.output_shape: tuple[int | str | None, ...] = tuple(int(d) for d in outputs[0]["shape"])
         self._input_index = int(inputs[0]["index"])
         self._output_index = int(outputs[0]["index"])
         self._mean = np.float32(mean)

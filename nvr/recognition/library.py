@@ -384,6 +384,13 @@ class FaceLibrary:
             )
         return person
 
+    def check_new_name(self, name: str) -> None:
+        """PersonError now if `name` could not be enrolled as a new person (before any slow work)."""
+        name = check_name(name)
+        with self._locked() as db:
+            if not db.execute("SELECT 1 FROM people WHERE name_key = ?", (_name_key(name),)).fetchone():
+                self._free_slug(db, name, "p00000000", exclude=None)
+
     def rename_person(self, person: Person | str, new_name: str) -> Person:
         """Rename (the slug follows the name; the id stays)."""
         new_name = check_name(new_name)

@@ -101,4 +101,5 @@ class Matcher:
 
 def _normalised(matrix: FloatMatrix) -> FloatMatrix:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    normalised: FloatMatrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return normalised
