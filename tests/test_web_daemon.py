@@ -39,6 +39,6 @@ def test_daemon_serves_recent_events_and_status(tmp_path: Path) -> None:
         assert status["faces_in_view"].keys() == {"hall"}
         # The face library the web UI shares with `nvr faces`: in the state directory by default.
         assert client.send("POST", "/api/people", {"name": "Lin-Manuel Miranda"}).status == 201
-        assert (tmp_path / "state" / "faces.sqlite3").is_file()
+        assert (tmp_path / "state" / "faces.db").is_file()
     finally:
         assert daemon.stop()[0] == 0

@@ -95,7 +95,8 @@ class Daemon:
         removed = remove_stale_segments(config.instance)
         if removed:
             log.warning("removed shared memory left by a previous run", segments=removed)
-        self._web = DaemonWeb(config) if config.web.enabled else None  # binds; exit 3 before models load
+        # The web UI binds its port and reads its password first: a problem is exit 3 before models load.
+        self._web = DaemonWeb(config, self.config_path) if config.web.enabled else None
         model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
         self._model = model
         recent = self._web.recent.wrap if self._web is not None else None  # the web UI's view of events

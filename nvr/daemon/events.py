@@ -75,7 +75,7 @@ def open_event_output(
     config_dir: Path | None = None,
     wrap: Callable[[EventSink], EventSink] | None = None,
 ) -> EventOutput:
-    """The stages and their sink; `wrap` puts an observer (the web UI's recent events) in front of the sink."""
+    """The stages and their sink; `wrap` puts an observer (the web UI's recent events) before the sink."""
     config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
     wrap = wrap or (lambda sink: sink)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nvr.recognition.library import Person, Sample
+from nvr.recognition import strangers as stranger_groups
+from nvr.recognition.library import FaceLibrary, Person, PersonError, Sample
 
 GROUP_NAME = re.compile(r"unknown_[0-9]{1,9}")
 PERSON_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -64,3 +65,37 @@ def sample_dict(sample: Sample) -> dict[str, Any]:
         "created": sample.created,
         "source": sample.source,
     }
+
+
+class LibraryStrangers:
+    """`StrangerStore` over the recognition stage's stranger tables in the face library file."""
+
+    def __init__(self, store: stranger_groups.StrangerStore, library: FaceLibrary) -> None:
+        self._store = store
+        self._library = library
+
+    def groups(self) -> list[StrangerGroup]:
+        found = []
+        for group in self._store.groups():
+            newest_first = tuple(face.id for face in reversed(self._store.faces(group)))
+            sighting = (group.sightings, group.first_seen, group.last_seen, group.cameras)
+            found.append(StrangerGroup(group.name, *sighting, newest_first))
+        return found
+
+    def crop(self, group: str, crop_id: int) -> bytes | None:
+        target = self._store.group(group)
+        if target is None or crop_id not in {face.id for face in self._store.faces(target)}:
+            return None  # only a crop of the group named in the request
+        return self._store.face_crop(crop_id)
+
+    def name_group(self, group: str, person_name: str) -> Person:
+        person, _ = self._store.name(self._library, group, person_name)
+        return person
+
+    def merge(self, group: str, into: str) -> None:
+        if stranger_groups.parse_group_name(into) is None:
+            raise PersonError(f"{into!r} is not a stranger group (unknown_<n>)")
+        self._store.merge(group, into)
+
+    def remove(self, group: str) -> None:
+        self._store.remove(group)
