@@ -113,6 +113,8 @@ class WebServer:
         except HttpError as exc:
             reply = json_reply({"error": exc.message}, exc.status)
             reply.headers.update(exc.headers)
+            if http.command != "GET":
+                http.close_connection = True  # a body left unread must not be taken for the next request
         except Exception:  # a bug in one handler must not take the server down
             log.exception("web request failed", method=http.command, path=urlsplit(http.path).path)
             reply = json_reply({"error": "internal error"}, 500)

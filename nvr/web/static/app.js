@@ -244,8 +244,9 @@ async function showPerson(id) {
 // ---- Status ---------------------------------------------------------------------------------------------
 
 function table(headers, rows) {
-  return el("table", {}, el("tr", {}, headers.map((h) => el("th", { text: h }))),
-    rows.map((row) => el("tr", {}, row.map((cell) => el("td", {}, cell)))));
+  // Wide tables scroll sideways inside their box on a phone instead of widening the page.
+  return el("div", { class: "table-wrap" }, el("table", {}, el("tr", {}, headers.map((h) => el("th", { text: h }))),
+    rows.map((row) => el("tr", {}, row.map((cell) => el("td", {}, cell))))));
 }
 
 function badge(ok, yes, no) { return el("span", { class: ok ? "badge ok" : "badge bad", text: ok ? yes : no }); }
