@@ -61,17 +61,12 @@ def test_stream_clock_bridges_timestamp_jumps() -> None:
 
 
 def test_redaction_masks_credentials_everywhere() -> None:
-    assert (
-        redact_url("rtsp://admin:hunter2@10.0.0.5:554/Streaming/101")
-        == "rtsp://***@10.0.0.5:554/Streaming/101"
-    )
+    assert redact_url("rtsp://admin:hunter2@10.0.0.5:554/Streaming/101") == "rtsp://***@10.0.0.5:554/Streaming/101"
     assert redact_url("rtsp://cam.local/live") == "rtsp://cam.local/live"
     masked = redact_url("rtsp://10.0.0.9/cam/realmonitor?channel=1&user=admin&password=s3cret")
     assert "admin" not in masked and "s3cret" not in masked and "channel=1" in masked
     message = "HTTPUnauthorizedError: Server returned 401: 'rtsp://root:pa:ss@host/x?pwd=zz&id=1'"
-    assert (
-        redact_text(message) == "HTTPUnauthorizedError: Server returned 401: 'rtsp://***@host/x?pwd=***&id=1'"
-    )
+    assert redact_text(message) == "HTTPUnauthorizedError: Server returned 401: 'rtsp://***@host/x?pwd=***&id=1'"
     assert "pa:ss" not in describe_error(OSError("failed: rtsp://u:pa:ss@h/"))
     assert redact_url("/videos/demo.mp4") == "/videos/demo.mp4"
 

@@ -121,16 +121,17 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
 
 
 def test_environment_substitution(tmp_path: Path) -> None:
-    text = "cameras:\n  - name: door\n    url: rtsp://admin:${CAM_PW}@${CAM_HOST:-10.0.0.9}/s?x=$${literal}\n"
+    text = (
+        "cameras:\n  - name: door\n    url: rtsp://admin:${CAM_PW}@${CAM_HOST:-10.0.0.9}/s?x=$${literal}\n"
+    )
     config = load_config(write(tmp_path, text), {"CAM_PW": "p@ss"})
     assert config.cameras[0].url == "rtsp://admin:p@ss@10.0.0.9/s?x=${literal}"
 
 
 def test_unset_variable_is_an_error_naming_it(tmp_path: Path) -> None:
     [problem] = problems(write(tmp_path, "mqtt:\n  host: ${BROKER}\n"))
-    assert problem.endswith(
-        ":2: mqtt.host: environment variable BROKER is not set (write ${BROKER:-default} to give a default)"
-    )
+    assert problem.endswith(":2: mqtt.host: environment variable BROKER is not set "
+                            "(write ${BROKER:-default} to give a default)")
 
 
 def test_secret_files_and_systemd_credentials(tmp_path: Path) -> None:

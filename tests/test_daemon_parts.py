@@ -155,7 +155,9 @@ def test_metrics_text_format_and_http_endpoints() -> None:
         'nvr_camera_input_fps{camera="a\\"b"} 12.5\n'
     )
     healthy = [True]
-    server = MetricsServer("127.0.0.1", 0, lambda: [family], lambda: (healthy[0], {"cameras_down": []}))
+    server = MetricsServer(
+        "127.0.0.1", 0, lambda: [family], lambda: (healthy[0], {"cameras_down": []})
+    )
     server.start()
     try:
         base = f"http://127.0.0.1:{server.address[1]}"
@@ -186,10 +188,7 @@ def test_logs_are_json_off_a_terminal_and_never_show_credentials() -> None:
     except ValueError:
         log.exception("capture failed")
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [line["event"] for line in lines][:2] == [
-        "camera started",
-        "connect failed for mqtt://***@broker:1883",
-    ]
+    assert [line["event"] for line in lines][:2] == ["camera started", "connect failed for mqtt://***@broker:1883"]
     assert lines[0]["url"] == "rtsp://***@cam/s" and lines[0]["password"] == "***"
     assert len(lines) == 3 and lines[0]["level"] == "info" and "timestamp" in lines[0]
     text = stream.getvalue()

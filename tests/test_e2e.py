@@ -152,7 +152,6 @@ def run_and_check(
             server.start()
             # Back within the backoff cap (2 s) + 2 s of connecting; then new faces become new events.
             daemon.wait_for_event("capture streaming", 2 + 2 + 5, since=mark)
-
             def resumed(_messages: object) -> bool:
                 return any(e["type"] == "new" and e["start_time"] > back for e in face_events(subscriber))
 
@@ -170,10 +169,7 @@ def run_and_check(
 
 
 def test_cpu_backend_end_to_end_with_camera_restart(
-    tmp_path: Path,
-    broker: Mosquitto,
-    rtsp_server: type[RtspServer],
-    reference_boxes: list[np.ndarray],  # noqa: F811
+    tmp_path: Path, broker: Mosquitto, rtsp_server: type[RtspServer], reference_boxes: list[np.ndarray]  # noqa: F811
 ) -> None:
     server = rtsp_server(asset_path(CLIP), loop=True)
     server.start()
@@ -182,10 +178,7 @@ def test_cpu_backend_end_to_end_with_camera_restart(
 
 
 def test_hailo_double_end_to_end(
-    tmp_path: Path,
-    broker: Mosquitto,
-    rtsp_server: type[RtspServer],
-    reference_boxes: list[np.ndarray],  # noqa: F811
+    tmp_path: Path, broker: Mosquitto, rtsp_server: type[RtspServer], reference_boxes: list[np.ndarray]  # noqa: F811
 ) -> None:
     server = rtsp_server(asset_path(CLIP), loop=True)
     server.start()

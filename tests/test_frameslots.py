@@ -78,12 +78,8 @@ def test_reader_sees_a_slot_being_written_as_unreadable(instance: str) -> None:
         assert ring.read(0) is None  # odd sequence: mid-write
         assert not ring.is_intact(first)  # what `first` viewed is being overwritten
         ring.commit(
-            0,
-            3,
-            pts=0.1,
-            wall_time=1.0,
-            model_letterbox=Letterbox.fit(64, 48, 64, 48),
-            snapshot_letterbox=None,
+            0, 3, pts=0.1, wall_time=1.0,
+            model_letterbox=Letterbox.fit(64, 48, 64, 48), snapshot_letterbox=None
         )
         again = ring.read(0)
         assert again is not None and again.frame_index == 3 and again.seq == first.seq + 2
@@ -126,12 +122,8 @@ def test_restarted_producer_continues_after_the_newest_frame(instance: str) -> N
         assert producer.begin_write() == 2
         assert ring.read(2) is None  # still marked as being written, not "stable"
         producer.commit(
-            2,
-            2,
-            pts=0.0,
-            wall_time=0.0,
-            model_letterbox=Letterbox.fit(64, 48, 64, 48),
-            snapshot_letterbox=None,
+            2, 2, pts=0.0, wall_time=0.0,
+            model_letterbox=Letterbox.fit(64, 48, 64, 48), snapshot_letterbox=None
         )
         frame = ring.read(2)
         assert frame is not None and frame.frame_index == 2

@@ -178,10 +178,8 @@ def test_hailort_missing(
     # The CPU stand-in comes from the model store: with an empty store, the error says what to pull.
     unpulled = subprocess.run(auto_command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert unpulled.returncode == ExitCode.DEVICE
-    assert (
-        unpulled.stderr.strip()
-        .splitlines()[-1]
-        .endswith("no CPU model of scrfd_2.5g to fall back on (nvr models pull scrfd_2.5g-onnx)")
+    assert unpulled.stderr.strip().splitlines()[-1].endswith(
+        "no CPU model of scrfd_2.5g to fall back on (nvr models pull scrfd_2.5g-onnx)"
     )
     env["NVR_MODELS"] = str(model_store("scrfd_2.5g-onnx"))
     auto = subprocess.run(
