@@ -52,9 +52,11 @@ function when(seconds) {
 // ---- Recent ---------------------------------------------------------------------------------------------
 
 function eventCard(event) {
+  // identity: {name, score, model} once recognition decided (name null: nobody enrolled); null before that.
   const identity = event.identity;
   const known = identity && identity.name;
-  const label = known ? identity.name : (identity ? "Unknown" : "…");
+  const ended = event.type === "end";
+  const label = known ? identity.name : (identity ? "Unknown" : (ended ? "Not identified" : "Identifying…"));
   const score = known ? `match ${identity.score.toFixed(2)}` : (event.score != null ? `face ${event.score.toFixed(2)}` : "");
   return el("div", { class: "card event", "data-id": event.id },
     event.snapshot ? el("img", { class: "snap", src: event.snapshot, alt: "", loading: "lazy" })
@@ -261,9 +263,10 @@ async function loadStatus() {
     cameras.map(([name, c]) => [name, badge(c.state === "streaming", "up", c.state), String(c.input_fps), String(c.detect_fps),
                                 String(c.reconnects), String((s.faces_in_view || {})[name] ?? 0)])));
   const models = [];
-  if (s.detector) models.push(["face detector", s.detector.model || "", s.detector.backend || "", `${s.inference_fps ?? ""} frames/s, ${s.inference_ms ?? ""} ms`]);
-  if (s.embedder) models.push(["embedder", s.embedder.model || "", s.embedder.backend || "", s.embedder.detail || ""]);
-  if (models.length) parts.push(table(["model", "name", "backend", "speed"], models));
+  const base = (path) => String(path || "").split("/").pop();
+  if (s.detector) models.push(["face detector", base(s.detector.model), s.detector.backend || "", `${s.inference_fps ?? ""} frames/s, ${s.inference_ms ?? ""} ms per frame`]);
+  if (s.embedder) models.push(["embedder", base(s.embedder.model) || "—", s.embedder.backend || "", s.embedder.detail || ""]);
+  if (models.length) parts.push(table(["model", "file", "backend", "details"], models));
   if (s.mqtt) {
     const outbox = s.mqtt.outbox || {};
     parts.push(table(["MQTT", ""], [["broker", s.mqtt.broker || ""], ["connection", badge(s.mqtt.connected, "connected", "disconnected")],
