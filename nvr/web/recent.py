@@ -9,6 +9,7 @@ path pays almost nothing.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 import threading
 from collections import OrderedDict
@@ -26,9 +27,22 @@ SNAPSHOTS_IN_MEMORY = 200  # the newest events keep their snapshot bytes; older 
 @dataclass(slots=True)
 class RecentEvent:
     seq: int  # global change counter: higher = changed later
-    payload: dict[str, Any]  # the event's latest message (the public payload)
+    message: FaceEvent  # the event's latest message, without its image bytes
     snapshot: bytes | None  # the newest snapshot JPEG seen for it, while in memory
     snapshot_seq: int  # seq at which the snapshot last changed (cache key for thumbnails)
+    _payload: dict[str, Any] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The public payload (`to_dict()` carries whatever fields the stages added), made when first read:
+        the frame path only stores the message."""
+        if self._payload is None:
+            self._payload = self.message.to_dict()
+        return self._payload
+
+    @property
+    def camera(self) -> str:
+        return self.message.camera
 
 
 class RecentEvents:
@@ -38,7 +52,9 @@ class RecentEvents:
         self._inner = inner
         self._capacity = capacity
         self._events: OrderedDict[str, RecentEvent] = OrderedDict()  # in seq order (oldest change first)
+        self._snapshots: OrderedDict[str, None] = OrderedDict()  # ids holding snapshot bytes, oldest first
         self._counts: dict[str, int] = {}
+        self._per_camera: dict[str, int] = {}  # events in the ring per camera
         self._seq = 0
         self._changed = threading.Condition()
 
@@ -76,34 +92,42 @@ class RecentEvents:
     # -- recording --------------------------------------------------------------------------------------
 
     def record(self, events: Sequence[FaceEvent]) -> None:
-        """Remember each event's latest message (`to_dict()` carries whatever fields the stages added)."""
+        """Remember each event's latest message."""
         if not events:
             return
-        payloads = [(event.id, event.to_dict(), event.snapshot) for event in events]
+        messages = [
+            (event, event.snapshot) if event.snapshot is None and event.aligned is None
+            else (dataclasses.replace(event, snapshot=None, aligned=None), event.snapshot)
+            for event in events
+        ]  # fmt: skip
         with self._changed:
-            for event_id, payload, snapshot in payloads:
+            for message, snapshot in messages:
+                event_id = message.id
                 self._seq += 1
                 entry = self._events.pop(event_id, None)
                 if entry is None:
-                    entry = RecentEvent(self._seq, payload, snapshot, self._seq)
+                    entry = RecentEvent(self._seq, message, snapshot, self._seq)
+                    self._per_camera[message.camera] = self._per_camera.get(message.camera, 0) + 1
                 else:
-                    entry.seq, entry.payload = self._seq, payload
+                    entry.seq, entry.message, entry._payload = self._seq, message, None
                     if snapshot is not None:
                         entry.snapshot, entry.snapshot_seq = snapshot, self._seq
                 self._events[event_id] = entry
+                if snapshot is not None:
+                    self._snapshots[event_id] = None
+                    self._snapshots.move_to_end(event_id)
             while len(self._events) > self._capacity:
-                self._events.popitem(last=False)
-            self._forget_old_snapshots()
+                gone, evicted = self._events.popitem(last=False)
+                self._snapshots.pop(gone, None)
+                left = self._per_camera.pop(evicted.camera, 1) - 1
+                if left:
+                    self._per_camera[evicted.camera] = left
+            while len(self._snapshots) > SNAPSHOTS_IN_MEMORY:  # older snapshots are read from disk
+                oldest, _ = self._snapshots.popitem(last=False)
+                held = self._events.get(oldest)
+                if held is not None:
+                    held.snapshot = None
             self._changed.notify_all()
-
-    def _forget_old_snapshots(self) -> None:
-        kept = 0
-        for entry in reversed(self._events.values()):
-            if entry.snapshot is None:
-                continue
-            kept += 1
-            if kept > SNAPSHOTS_IN_MEMORY:
-                entry.snapshot = None
 
     # -- reading (web server threads) -------------------------------------------------------------------
 
@@ -132,12 +156,10 @@ class RecentEvents:
         index = end - 1
         while index >= 0 and len(found) < limit:
             entry = entries[index]
-            if camera is None or entry.payload.get("camera") == camera:
+            if camera is None or entry.camera == camera:
                 found.append(entry)
             index -= 1
-        more = index >= 0 and any(
-            camera is None or e.payload.get("camera") == camera for e in entries[: index + 1]
-        )
+        more = index >= 0 and any(camera is None or e.camera == camera for e in entries[: index + 1])
         return found, (found[-1].seq if found and more else None)
 
     def changed_since(self, after: int, limit: int = 200) -> list[RecentEvent]:
@@ -155,6 +177,4 @@ class RecentEvents:
 
     def cameras(self) -> list[str]:
         with self._changed:
-            names = set(self._counts)
-            names.update(str(e.payload.get("camera")) for e in self._events.values())
-        return sorted(names)
+            return sorted(set(self._counts) | set(self._per_camera))
