@@ -2,7 +2,7 @@
 """Screenshots of the web UI for the README, with every face blurred by this script.
 
 Runs `nvr run` on the video asset with recognition on (CPU: SCRFD-2.5G and the 512-d test embedder), enrols
-two people by uploading photos through the web API, waits for face events and a stranger group, then drives
+three people by uploading photos through the web API, waits for face events and a stranger group, then drives
 headless Chromium (Debian's `chromium` + `chromedriver`) over each page. Every <img> on a page is a face, so
 each image's box is pixelated and blurred in the PNG before it is written: no recognisable face and no raw
 frame ever reaches the repository.
@@ -41,6 +41,7 @@ PASSWORD = "screenshots only"
 CLIP = "video/hamilton_clip.mp4"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")  # fmt: skip
+LIN = ("Lin-Manuel Miranda", ["faces/lin_manuel_miranda/1.png"])  # in the clip: enrolled once strangers exist
 ENROL = {
     "Barack Obama": ["faces/obama/1.jpg", "faces/obama/2.jpg"],
     "Rose Leslie": ["faces/rose_leslie/1.jpg"],
@@ -99,19 +100,25 @@ def start_daemon(work: Path) -> tuple[subprocess.Popen[str], str]:
     }  # fmt: skip
     path = work / "nvr.yml"
     path.write_text(yaml.safe_dump(config))
+    log = (work / "daemon.log").open("w")  # a file, not a pipe: a full pipe would stall the daemon
     daemon = subprocess.Popen(
         [sys.executable, "-m", "nvr", "run", str(path), "--log-format", "json"], cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    assert daemon.stdout is not None
-    for line in daemon.stdout:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if entry.get("event") == "web UI listening":
-            return daemon, str(entry["url"])
-    raise SystemExit("screenshots: nvr run exited before its web UI listened")
+
+    def listening() -> str | None:
+        for line in (work / "daemon.log").read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry.get("event") == "web UI listening":
+                return str(entry["url"])
+        if daemon.poll() is not None:
+            raise SystemExit("screenshots: nvr run exited before its web UI listened (see its log above)")
+        return None
+
+    return daemon, wait(listening, 120, "the web UI")
 
 
 def blur_faces(driver: WebDriver, png: bytes, out: Path) -> int:
@@ -153,9 +160,19 @@ def main() -> int:
         try:
             api = Api(url)
             for person, photos in ENROL.items():
-                api.upload(person, [assets_dir() / p for p in photos])
+                reply = api.upload(person, [assets_dir() / p for p in photos])
+                print(
+                    f"{person}: {len(reply['accepted'])} photo(s) enrolled, {len(reply['rejected'])} refused",
+                    flush=True,
+                )
             wait(lambda: len(api.get("/api/events")["events"]) >= 6, 120, "face events")
-            wait(lambda: api.get("/api/strangers")["groups"], 120, "a stranger group")
+
+            def named() -> bool:
+                return any((e["identity"] or {}).get("name") for e in api.get("/api/events")["events"])
+
+            wait(lambda: api.get("/api/strangers")["groups"], 180, "a stranger group")
+            api.upload(LIN[0], [assets_dir() / p for p in LIN[1]])
+            wait(named, 240, "an event with a name")
             driver.get(url + "/login")
             driver.find_element(By.NAME, "password").send_keys(PASSWORD + "\n")
             wait(
