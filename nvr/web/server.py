@@ -104,10 +104,12 @@ class WebServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._thread.is_alive():
+        started = self._thread.is_alive()
+        if started:
             self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=2)
+        if started:
+            self._thread.join(timeout=2)
 
     # -- one request ------------------------------------------------------------------------------------
 
