@@ -3,22 +3,17 @@ aligned crops and their embeddings go into the library for one person in one tra
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
 
-from nvr.contracts.alignment import align_to_template
 from nvr.contracts.arrays import FloatArray, RgbImage, UInt8Array
 from nvr.contracts.faces import Detections
+from nvr.recognition.enrolment import MIN_ENROL_SIZE, align, encode_crop, largest, too_small
 from nvr.recognition.library import FaceLibrary, Person
-
-MIN_ENROL_SIZE = 40  # shorter box side in photo pixels, as `nvr faces add`
-CROP_QUALITY = 95
 
 
 class Detector(Protocol):
@@ -73,7 +68,7 @@ class PhotoEnroller:
             embedder = self._models[1]
             vectors = embedder.embed(np.stack([crop for _, crop in crops]))
         samples = [
-            (_jpeg(crop), {embedder.model_id: vector}, f"web upload: {filename}")
+            (encode_crop(crop), {embedder.model_id: vector}, f"web upload: {filename}")
             for (filename, crop), vector in zip(crops, vectors, strict=True)
         ]
         person, added = library.enrol(name, samples)
@@ -82,28 +77,18 @@ class PhotoEnroller:
 
     @staticmethod
     def _aligned_face(detector: Detector, pixels: RgbImage) -> RgbImage:
+        """`nvr faces add`'s checks, with its wording (without a file name: the caller adds it)."""
         detections = detector.detect(pixels)
-        if len(detections) == 0:
+        face = largest(detections)
+        if face is None:
             raise ValueError("no face found")
-        index = int(
-            np.argmax(
-                (detections.boxes[:, 2] - detections.boxes[:, 0])
-                * (detections.boxes[:, 3] - detections.boxes[:, 1])
-            )
-        )
-        x1, y1, x2, y2 = (float(v) for v in detections.boxes[index])
-        if min(x2 - x1, y2 - y1) < MIN_ENROL_SIZE:
+        if too_small(face):
+            x1, y1, x2, y2 = face.box
             raise ValueError(
                 f"face too small to trust ({x2 - x1:.0f}x{y2 - y1:.0f} px; "
                 f"at least {MIN_ENROL_SIZE} px a side)"
             )
-        aligned = align_to_template(pixels, detections.landmarks[index], detections.landmark_names)
+        aligned = align(pixels, face, detections.landmark_names)
         if aligned is None:
             raise ValueError("the face's landmarks cannot be aligned")
         return aligned
-
-
-def _jpeg(aligned: RgbImage) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(aligned, "RGB").save(out, "JPEG", quality=CROP_QUALITY)
-    return out.getvalue()
