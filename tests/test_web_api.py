@@ -13,7 +13,11 @@ from web_support import PASSWORD, Client, face_event, jpeg_of, multipart, open_e
 from nvr.contracts.identity import Identity
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import JsonLinesSink
+from nvr.recognition.enrolment import encode_crop
 from nvr.recognition.library import FaceLibrary
+from nvr.recognition.strangers import StrangerStore
+from nvr.web.faces import LibraryStrangers
+from nvr.web.images import decode_photo
 from nvr.web.recent import RecentEvents
 
 AUTH = {"Authorization": f"Bearer {PASSWORD}"}
@@ -200,3 +204,49 @@ def test_without_an_enroller_or_strangers_the_api_says_so(tmp_path: Path) -> Non
             "available": False,
         }
         assert client.send("DELETE", "/api/strangers/unknown_1").status == 503
+
+
+def test_stranger_groups_name_merge_and_remove(tmp_path: Path, enroller) -> None:  # type: ignore[no-untyped-def]
+    library = FaceLibrary(tmp_path / "faces.sqlite3")
+    store = StrangerStore(library.path)
+    detector, embedder = enroller._open_models()
+    faces = {}
+    for photo in ("obama/1.jpg", "obama/2.jpg", "biden/1.jpg", "kit_harington/1.jpeg"):
+        pixels = decode_photo(jpeg_of(f"faces/{photo}", 1024))
+        aligned = enroller._aligned_face(detector, pixels)
+        faces[photo] = (aligned, embedder.embed(aligned[None])[0])
+    groups = {}
+    for n, (photo, (aligned, vector)) in enumerate(faces.items()):
+        group = store.record(
+            vector, embedder.model_id, encode_crop(aligned), camera="door" if n else "yard",
+            event_id=f"176368320{n}.000000-abcdef", time=1763683200.0 + n, join_threshold=0.4,
+        )  # fmt: skip
+        groups[photo] = group.name
+    assert (
+        groups["obama/1.jpg"]
+        == groups["obama/2.jpg"]
+        != groups["biden/1.jpg"]
+        != groups["kit_harington/1.jpeg"]
+    )
+    obama, biden, kit = groups["obama/1.jpg"], groups["biden/1.jpg"], groups["kit_harington/1.jpeg"]
+    with web_server(tmp_path, library=library, strangers=LibraryStrangers(store, library)) as (server, _, _):
+        client = Client(server.url)
+        client.login()
+        listed = {g["name"]: g for g in client.get("/api/strangers").json()["groups"]}
+        assert listed[obama]["count"] == 2 and listed[obama]["cameras"] == ["door", "yard"]
+        assert len(listed[obama]["crops"]) == 2
+        crop = client.get(f"/api/strangers/{obama}/crops/{listed[obama]['crops'][0]}")
+        assert crop.status == 200 and crop.body[:2] == b"\xff\xd8"
+        # A crop id that belongs to another group is not served under this one.
+        assert client.get(f"/api/strangers/{obama}/crops/{listed[biden]['crops'][0]}").status == 404
+        assert client.send("POST", f"/api/strangers/{obama}/merge", {"into": "../people"}).status == 400
+        merged = client.send("POST", f"/api/strangers/{kit}/merge", {"into": biden})
+        assert merged.status == 200 and store.group(kit) is None and store.group(biden).sightings == 2
+        named = client.send("POST", f"/api/strangers/{obama}/name", {"name": "Barack Obama"})
+        assert named.status == 200 and named.json()["person"]["name"] == "Barack Obama"
+        person = library.person("Barack Obama")
+        assert person is not None and len(library.samples(person)) == 2 and store.group(obama) is None
+        assert client.send("DELETE", f"/api/strangers/{biden}").status == 200
+        assert client.get("/api/strangers").json()["groups"] == []
+        assert client.send("DELETE", f"/api/strangers/{biden}").status == 404
+    store.close()
