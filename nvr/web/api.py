@@ -150,6 +150,9 @@ class EventsApi:
             return
         try:
             after = request.int_query("after", self.recent.seq)
+            resumed = request.headers.get("Last-Event-ID", "")
+            if resumed.isdigit():  # a browser reconnecting says what it has already seen
+                after = int(resumed)
             version = self.library_version()
             write(b"retry: 3000\n\n")
             last_write = time.monotonic()

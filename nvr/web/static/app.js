@@ -118,7 +118,8 @@ function startLive() {
   state.source = source;
   source.addEventListener("open", () => setLive("live", true));
   source.addEventListener("events", (message) => { applyChanges(JSON.parse(message.data).events); });
-  source.addEventListener("library", () => { if (state.page === "people") loadPeople(); if (state.page === "strangers") loadStrangers(); });
+  // The library changed (here, in another browser, or by `nvr faces`): redraw the view that shows it.
+  source.addEventListener("library", () => { if (state.page === "people" || state.page === "strangers") route(); });
   source.addEventListener("busy", () => { source.close(); state.source = null; startPolling(); });
   source.addEventListener("error", () => setLive("reconnecting…", false));
 }
