@@ -322,6 +322,7 @@ async function init() {
   });
   window.addEventListener("hashchange", route);
   await route();
+  startLive();  // on every page: library changes redraw People and Strangers too
 }
 
 document.addEventListener("DOMContentLoaded", () => { init().catch((err) => show(err.message)); });
