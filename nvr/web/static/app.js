@@ -119,9 +119,18 @@ function startLive() {
   source.addEventListener("open", () => setLive("live", true));
   source.addEventListener("events", (message) => { applyChanges(JSON.parse(message.data).events); });
   // The library changed (here, in another browser, or by `nvr faces`): redraw the view that shows it.
-  source.addEventListener("library", () => { if (state.page === "people" || state.page === "strangers") route(); });
+  source.addEventListener("library", () => {
+    if ((state.page === "people" || state.page === "strangers") && !editing()) route();
+  });
   source.addEventListener("busy", () => { source.close(); state.source = null; startPolling(); });
   source.addEventListener("error", () => setLive("reconnecting…", false));
+}
+
+function editing() {
+  // Someone is typing a name or has chosen photos: a redraw now would throw that away.
+  const page = document.getElementById(`page-${state.page}`);
+  return [...page.querySelectorAll("input")].some((input) => input === document.activeElement
+    || (input.type === "file" ? input.files.length > 0 : input.value !== input.defaultValue));
 }
 
 function startPolling() {
