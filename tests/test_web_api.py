@@ -121,6 +121,15 @@ def test_live_updates_arrive_as_server_sent_events(tmp_path: Path) -> None:
         assert [e["id"] for e in messages["events"]["events"]] == ["1763683200.000000-stream"]
         assert messages["library"]["version"] == library.version()
         connection.close()
+        # A reconnecting browser sends the last id it saw: it gets what came after it, not the URL's `after`.
+        seen = recent.seq
+        recent.record([face_event("door", event_id="1763683201.000000-missed")])
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request("GET", "/api/events/stream?after=0", headers={**AUTH, "Last-Event-ID": str(seen)})
+        response = connection.getresponse()
+        kind, data = next_message()
+        assert kind == "events" and [e["id"] for e in data["events"]] == ["1763683201.000000-missed"]
+        connection.close()
 
 
 def test_people_upload_rename_and_remove_in_the_shared_library(tmp_path: Path, enroller) -> None:  # type: ignore[no-untyped-def]
