@@ -259,3 +259,19 @@ def test_non_loopback_address_without_password_refuses_to_start(tmp_path: Path) 
     result = run_nvr("run", str(config))
     assert result.returncode == ExitCode.CONFIG, result
     assert "web.password_file" in result.stderr and "cannot read" in result.stderr
+
+
+def test_web_config_rules() -> None:
+    from nvr.web.config import WebConfig, is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "nvr.lan"))
+    WebConfig(host="0.0.0.0", enabled=False)  # off: no password needed
+    WebConfig(host="192.168.1.5", password_credential="web_password")
+    for bad in (
+        {"host": "::"},
+        {"password_file": "/a", "password_credential": "b"},
+        {"password_credential": "../x"},
+    ):
+        with pytest.raises(ValueError):
+            WebConfig(**bad)  # type: ignore[arg-type]
