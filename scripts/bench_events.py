@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Face events per second through tracker -> lifecycle -> durable outbox -> MQTT broker (PUBACK).
 
-Synthetic frames with several faces per camera drive the real `EventStage` with an update interval small
-enough that every face yields an event each frame; the `MqttSink` commits each event to the SQLite outbox and
+Synthetic frames with several faces per camera drive the real tracking and event stages (`FaceStages`)
+with an update interval small enough that every face yields an event each frame; the `MqttSink` commits
+each event to the SQLite outbox and
 the publisher delivers it at QoS 1. A run ends when the broker has acknowledged every event and the outbox
 is empty. Measured in the same run, for ratios that carry over to other machines:
 

@@ -69,7 +69,7 @@ def test_run_reload_and_shutdown(tmp_path: Path) -> None:
         reloaded = daemon.wait_for_event("configuration reloaded")
         assert reloaded["changes"] == "added yard"
         daemon.wait_for_log(
-            lambda line: str(line.get("event")).startswith("face new") and "camera=yard" in line["event"],
+            lambda line: line.get("event") == "face new" and line.get("camera") == "yard",
             60, "a face on the new camera",
         )  # fmt: skip
 
@@ -116,7 +116,12 @@ def test_sigint_and_missing_model(tmp_path: Path) -> None:
     try:
         assert daemon.proc.wait(60) == ExitCode.CONFIG
         daemon.wait_for_log(
-            lambda line: "detector.model: no such model file" in str(line.get("event")), 5, "model error"
+            lambda line: (
+                "detector.model: " in str(line.get("event"))
+                and "no such model file" in str(line.get("event"))
+            ),
+            5,
+            "model error",
         )
     finally:
         daemon.close()

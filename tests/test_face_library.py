@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +124,77 @@ def test_bad_files(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.db").exists()
 
 
-def test_file_is_readable_by_group(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "faces.db"
+def test_files_made_by_the_cli_are_the_daemons(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """`sudo nvr faces add ...` into the daemon's state folder: as root, the library (and SQLite's -wal and
+    -shm beside it) belong to the folder's owner, who can read and change it; otherwise it is at least
+    readable by the group."""
+    if os.geteuid() != 0:
+        path = tmp_path / "state" / "faces.db"
+        FaceLibrary(path).close()
+        assert path.stat().st_mode & 0o040
+        return
+    # Outside pytest's root-only temporary folder, so the daemon's user can reach it.
+    state = Path(tempfile.mkdtemp(prefix="nvr-state-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(state, ignore_errors=True))
+    path = state / "faces.db"
+    daemon_user = 65534  # nobody
+    os.chown(state, daemon_user, daemon_user)
+    state.chmod(0o750)
+    with FaceLibrary(path) as library:
+        library.add_person("Ann")
+        owners = {p.name: p.stat().st_uid for p in state.iterdir()}
+    assert owners == {"faces.db": daemon_user, "faces.db-wal": daemon_user, "faces.db-shm": daemon_user}
+    # The daemon's side: a child that becomes the daemon's user (the code is already imported, so only the
+    # library's own permissions matter) opens, reads and changes the library.
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through its exit status)
+        status = 1
+        try:
+            os.setgroups([])
+            os.setgid(daemon_user)
+            os.setuid(daemon_user)
+            with FaceLibrary(path, create=False) as library:
+                library.add_person("Bob")
+                status = 0 if len(library.people()) == 2 else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_service_user_run_by_hand_sees_the_daemons_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sudo -u nvr nvr faces ...`: no $STATE_DIRECTORY, but the service user's home is the state folder."""
+    from nvr.assets import systemd_state_directory
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("HOME", "/var/lib/nvr")
+    assert systemd_state_directory() == Path("/var/lib/nvr")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert systemd_state_directory() is None
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/nvr")
+    assert systemd_state_directory() == Path("/var/lib/nvr")
+
+
+def test_readers_see_whole_changes_only(tmp_path: Path) -> None:
+    """Another process enrols five samples per transaction; a reader never sees a partial enrolment."""
+    path = tmp_path / "faces.db"
     FaceLibrary(path).close()
-    assert path.stat().st_mode & 0o040  # the daemon's group can read what the CLI created
+    writer = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, numpy as np; from nvr.recognition.library import FaceLibrary\n"
+            "with FaceLibrary(sys.argv[1]) as library:\n"
+            "    for round in range(30):\n"
+            "        library.enrol('Ann', [(b'jpeg', {'m': np.ones(8)}, f'{round}-{i}') for i in range(5)])\n"
+        ), str(path)],
+    )  # fmt: skip
+    seen = set()
+    with FaceLibrary(path) as library:
+        while writer.poll() is None:
+            matrix, _ = library.embedding_matrix("m")
+            seen.add(len(matrix))
+            person = library.person("ann")
+            if person is not None:
+                assert len(library.samples(person)) % 5 == 0
+        assert writer.wait() == 0
+        assert all(count % 5 == 0 for count in seen)
+        assert len(library.embedding_matrix("m")[0]) == 150

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,10 @@ from nvr.backends.onnx import OnnxBackend
 from nvr.errors import ExitCode, InputFileError, ModelError
 from nvr.families import detector_family
 
-SCRFD_INPUT = {"mean": detector_family("scrfd").input.mean, "std": detector_family("scrfd").input.std}
+SCRFD_INPUT: dict[str, Any] = {
+    "mean": detector_family("scrfd").input.mean,
+    "std": detector_family("scrfd").input.std,
+}
 
 SCRFD_FILES = [
     "det_500m.onnx",

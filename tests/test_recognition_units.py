@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from recognition_helpers import RecordingSink
 
 from nvr.contracts.faces import SCRFD_LANDMARKS
-from nvr.recognition.library import FaceLibrary, PersonError
+from nvr.contracts.identity import Identity
+from nvr.recognition.crops import CropStore
+from nvr.recognition.library import FaceLibrary, Person, PersonError
+from nvr.recognition.output import RecognitionOutput
 from nvr.recognition.quality import QualityLimits, assess, pose, sharpness
-from nvr.recognition.strangers import StrangerStore
+from nvr.recognition.strangers import StrangerEvent, StrangerStore
 from nvr.recognition.track_identity import IdentityRules, PersonScore, TokenBucket, TrackIdentities
 
 # The ArcFace template's landmarks: a perfectly frontal face, 112 px.
@@ -50,7 +56,7 @@ def test_pose_ignores_roll_and_scale() -> None:
 
 def test_small_faces_and_missing_landmarks_are_refused() -> None:
     small = np.array([0, 0, 20, 20], np.float32)
-    assert assess(small, FRONTAL / 5, SCRFD_LANDMARKS, LIMITS).reason == "small"
+    assert assess(small, FRONTAL / np.float32(5), SCRFD_LANDMARKS, LIMITS).reason == "small"
     names = ("a", "b", "c", "d", "e")
     assert assess(BOX, FRONTAL, names, LIMITS).reason == "landmarks"
 
@@ -97,17 +103,22 @@ def identities(clock: Clock, **rules: float) -> TrackIdentities:
 
 def feed(ids: TrackIdentities, clock: Clock, key: str, vector: np.ndarray, quality: float = 0.5):  # type: ignore[no-untyped-def]
     clock.now += 0.3
-    assert ids.want(key, 1000.0)
+    if not ids.want(key, 1000.0):
+        clock.now += 1.0  # a decided track is embedded at most once a second
+        assert ids.want(key, 1000.0)
     return ids.add(key, vector, quality)
 
 
 def test_one_frame_never_names_and_two_agreeing_do() -> None:
     clock = Clock()
     ids = identities(clock)
-    assert feed(ids, clock, "t", ALICE) is None
+    just_over = unit([0.55, 0.0, 0.835, 0.0])  # Alice 0.55: over the threshold 0.5, not by 0.15
+    assert feed(ids, clock, "t", just_over) is None, "one frame just over the threshold does not name"
     decision = feed(ids, clock, "t", unit([0.9, 0.1, 0.1, 0]))
     assert decision is not None and decision.identity.name == "Alice" and decision.identity.person_id == "p1"
     assert decision.identity.model == "m1" and not decision.stranger
+    # One clear, close face (far over the threshold) names at once: no need to wait a detection cycle.
+    assert feed(ids, clock, "u", ALICE) is not None
 
 
 def test_one_bad_frame_does_not_unname() -> None:
@@ -168,6 +179,15 @@ def test_per_track_interval_and_global_budget() -> None:
     clock.now += 0.5
     assert ids.want("c", 0.0)
     assert ids.add("gone", ALICE, 1.0) is None
+    # Once decided, a track is embedded at most once a second (enough to notice a change).
+    ids.add("a", ALICE, 1.0)
+    assert ids.identity("a") is not None
+    clock.now += 2.0
+    assert ids.want("a", 0.0)
+    clock.now += 0.5
+    assert not ids.want("a", 0.0)
+    clock.now += 0.6
+    assert ids.want("a", 0.0)
 
 
 # --- stranger groups ---------------------------------------------------------------------------------------
@@ -235,3 +255,139 @@ def test_merge_and_remove_groups(tmp_path: Path) -> None:
     store.close()
     with FaceLibrary(tmp_path / "faces.db", create=False) as reopened:
         assert reopened.people() == []
+
+
+def test_idle_tracks_are_forgotten() -> None:
+    clock = Clock()
+    ids = identities(clock)
+    assert ids.want("a", clock.now)
+    clock.now += 10
+    assert ids.want("b", clock.now)
+    clock.now += 25
+    assert ids.prune(30.0) == 1 and ids.evidence("a") is None and ids.evidence("b") is not None
+
+
+# --- presence ---------------------------------------------------------------------------------------------
+
+
+def person(pid: str, name: str) -> Person:
+    return Person(pid, name, name.lower(), 0.0)
+
+
+def test_presence_present_on_news_and_absent_after_the_timeout() -> None:
+    sink = RecordingSink()
+    output = RecognitionOutput(sink, presence_timeout=60)
+    output.people([person("p1", "Alice")])
+    assert [(s.slug, s.state) for s in sink.presence] == [("alice", "absent")], "nobody present from before"
+    alice = Identity("Alice", 0.7, "m", "p1")
+    output.sighting(alice, "door", "ev1", 100.0)
+    output.sighting(alice, "door", "ev1", 101.0)  # the same event: no news
+    output.sighting(Identity(None, 0.1, "m"), "door", "ev2", 101.0)  # nobody: no presence
+    assert [(s.state, s.event_id) for s in sink.presence[1:]] == [("present", "ev1")]
+    output.sighting(alice, "yard", "ev3", 130.0)  # another camera: news
+    assert sink.presence[-1].camera == "yard" and sink.presence[-1].to_dict()["score"] == 0.7
+    output.expire(now=189.0)
+    assert sink.presence[-1].state == "present"
+    output.expire(now=190.0)
+    assert sink.presence[-1].to_dict() == {
+        "state": "absent", "camera": "yard", "last_seen": 130.0, "event_id": "ev3", "score": 0.7,
+    }  # fmt: skip
+
+
+def test_people_changes_and_restart_reconciliation(tmp_path: Path) -> None:
+    published = tmp_path / "published.json"
+    sink = RecordingSink()
+    output = RecognitionOutput(sink, 60, published=published)
+    output.people([person("p1", "Alice"), person("p2", "Bob")])
+    output.people([person("p1", "Alicia"), person("p2", "Bob")])
+    change = sink.people[-1]
+    assert [(a.slug, b.slug) for a, b in change.renamed] == [("alice", "alicia")]
+    assert [s.slug for s in change.states] == ["alicia"]
+    # The daemon stops; Bob is removed and Alicia renamed meanwhile; at the next start both are cleaned up.
+    sink2 = RecordingSink()
+    RecognitionOutput(sink2, 60, published=published).people([person("p1", "Ali")])
+    (first,) = sink2.people
+    assert [p.slug for p in first.removed] == ["bob"]
+    assert [(a.slug, b.slug) for a, b in first.renamed] == [("alicia", "ali")]
+    assert [(s.slug, s.state) for s in first.states] == [("ali", "absent")]
+
+
+# --- the event stage with identities --------------------------------------------------------------------
+
+
+def test_events_carry_identity_updates_at_once_and_strangers_after_their_event(tmp_path: Path) -> None:
+    from nvr.contracts.faces import Detections
+    from nvr.contracts.frameresult import FrameResult
+    from nvr.contracts.tracks import StrangerEvidence, TrackedFace, TrackedFrame
+    from nvr.events.config import EventsConfig
+    from nvr.events.stage import EventStage
+
+    class Sink(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order: list[str] = []
+            self.events: list[Any] = []
+
+        def publish_events(self, events: Sequence[Any]) -> None:
+            self.events += events
+            self.order += [f"{e.type}:{e.identity.name if e.identity else None}" for e in events]
+
+        def publish_face_count(self, camera: str, count: int) -> None:
+            pass
+
+        def close(self, timeout: float = 5.0) -> None:
+            pass
+
+        def publish_stranger(self, event: StrangerEvent) -> None:
+            super().publish_stranger(event)
+            self.order.append("stranger")
+
+    sink = Sink()
+    crops = CropStore(tmp_path, keep_days=1, keep_max=10)
+    output = RecognitionOutput(sink, 60, crops)
+    library = FaceLibrary(tmp_path / "faces.db")
+    output.keep_strangers(StrangerStore(library.path), join_threshold=0.5)
+    output.people([person("p1", "Alice")])
+    stage = EventStage(EventsConfig(update_interval=100), sink, ["door"], recognition=output)
+    box = np.array([[100, 100, 212, 212]], np.float32)
+    detections = Detections(box, np.array([0.9], np.float32), FRONTAL[None] + 100, SCRFD_LANDMARKS)
+    image = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)
+
+    def tracked(i: int, **extra: Any) -> TrackedFrame:
+        result = FrameResult("door", i, 1000.0 + i, (640, 480), detections, image)
+        return TrackedFrame("door", result, (TrackedFace(7, 0, 1000.0, i + 1, True),), **extra)
+
+    stage.handle(tracked(0))
+    stage.handle(tracked(1))  # within update_interval: nothing
+    alice = Identity("Alice", 0.7, "m", "p1")
+    evidence = StrangerEvidence(ALICE, image[:112, :112].copy(), "m")
+    stage.handle(TrackedFrame("door", None, identities={7: alice}))  # decided between frames: update now
+    stage.handle(tracked(2, identities={7: Identity("Alice", 0.71, "m", "p1")}))  # same person: no update
+    stage.handle(
+        TrackedFrame("door", None, identities={7: Identity(None, 0.2, "m")}, strangers={7: evidence})
+    )
+    assert sink.order == ["new:None", "update:Alice", "update:None", "stranger"]
+    assert sink.strangers[0].event_id == sink.events[0].id and sink.strangers[0].snapshot is True
+    assert sink.strangers[0].group == "unknown_1", "recorded in the stranger groups with its event id"
+    assert StrangerStore(library.path).faces(1)[0].event_id == sink.events[0].id
+    assert [s.state for s in sink.presence] == ["absent", "present"]
+    assert sink.events[1].to_dict()["identity"] == {"name": "Alice", "score": 0.7, "model": "m"}
+    stage.close()
+    crops.close()
+    kept = list((tmp_path / "crops").glob("*.jpg"))
+    assert [p.stem for p in kept] == [sink.events[0].id], "the event's best aligned crop is kept"
+
+
+def test_crops_are_bounded_by_age_and_count(tmp_path: Path) -> None:
+    import os
+
+    store = CropStore(tmp_path, keep_days=1, keep_max=3)
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i in range(6):
+        path = folder / f"1765100000.00000{i}-abc123.jpg"
+        path.write_bytes(b"x")
+        os.utime(path, (1000.0 + i, 1000.0 + i))
+    assert store.prune(now=1000.0 + 86400 + 0.5) == 3  # the oldest is too old; then 3 of 5 left
+    assert sorted(p.name[16] for p in folder.glob("*.jpg")) == ["3", "4", "5"]
+    store.close()

@@ -10,14 +10,7 @@ import numpy as np
 from conftest import asset_path
 from PIL import Image
 
-from nvr.contracts.alignment import (
-    ARCFACE_TEMPLATE,
-    align_face,
-    align_faces,
-    alignment_matrix,
-    invert_similarity,
-    warp_affine,
-)
+from nvr.contracts.alignment import ARCFACE_TEMPLATE, align_face, align_faces, alignment_matrix
 from nvr.contracts.faces import BLAZEFACE_LANDMARKS, SCRFD_LANDMARKS
 from nvr.contracts.imaging import load_rgb
 from nvr.detector import open_detector
@@ -140,24 +133,23 @@ def test_alignment_needs_two_known_points() -> None:
     assert align_face(np.zeros((20, 20, 3), np.uint8), points, ("nose_tip", "left_ear_tragion")) is None
 
 
-def test_warp_matches_pillow_and_aligns_many_faces_at_once() -> None:
-    image, _, landmarks = newton()
-    matrix = alignment_matrix(landmarks, SCRFD_LANDMARKS)
-    assert matrix is not None
-    inverse = invert_similarity(matrix)
-    pillow = Image.fromarray(image).transform(
-        (112, 112), Image.Transform.AFFINE, tuple(inverse.reshape(-1).tolist()), Image.Resampling.BILINEAR
-    )
-    ours = warp_affine(image, inverse[None], 112)[0]
-    difference = np.abs(ours.astype(int) - np.asarray(pillow).astype(int))
-    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 3
-    # A batch: the face, the face again, and one whose landmarks cannot place it.
-    batch = np.stack([landmarks, landmarks, np.full_like(landmarks, np.nan)])
+def test_faces_align_straight_from_the_frame_many_at_once() -> None:
+    image, box, landmarks = newton()
+    # From the whole frame (only the face's region is read) as from a crop copied out of it.
+    crop = SnapshotMaker(SnapshotConfig(aligned=True)).capture(image, 1.0, box, landmarks, SCRFD_LANDMARKS)
+    assert crop is not None
+    from_crop = align_face(crop.pixels, crop.landmarks, SCRFD_LANDMARKS)
+    # A batch: the face, the face again, one whose landmarks cannot place it, one outside the image.
+    outside = landmarks + np.float32(10_000)
+    batch = np.stack([landmarks, landmarks, np.full_like(landmarks, np.nan), outside])
     aligned, placed = align_faces(image, batch, SCRFD_LANDMARKS)
-    assert aligned.shape == (3, 112, 112, 3) and placed.tolist() == [True, True, False]
-    np.testing.assert_array_equal(aligned[0], ours)
-    np.testing.assert_array_equal(aligned[1], ours)
-    assert aligned[2].max() == 0
+    assert aligned.shape == (4, 112, 112, 3) and placed.tolist() == [True, True, False, True]
+    assert from_crop is not None and np.abs(aligned[0].astype(int) - from_crop.astype(int)).max() <= 1
+    np.testing.assert_array_equal(aligned[0], aligned[1])
+    assert aligned[0].mean() > 40 and aligned[2].max() == 0 and aligned[3].max() == 0
+    # The eyes land where the template puts them: darker than the cheeks below them.
+    eye_row, cheek_row = aligned[0, 50:54].mean(), aligned[0, 60:64].mean()
+    assert eye_row < cheek_row
 
 
 def test_snapshots_can_be_disabled() -> None:

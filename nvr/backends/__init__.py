@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
+from pathlib import Path
 from typing import cast
 
 from nvr.backends.base import BackendPlugin, InferenceBackend, OpenedEngine, PluginConfig
@@ -16,7 +17,7 @@ from nvr.errors import ModelError
 
 __all__ = [
     "BACKEND_MODULES", "BackendPlugin", "InferenceBackend", "OpenedEngine", "PluginConfig",
-    "backend_for_suffix", "backend_keys", "model_suffixes", "plugin",
+    "backend_for_suffix", "backend_keys", "model_suffixes", "open_engine", "plugin",
 ]  # fmt: skip
 
 BACKEND_MODULES: dict[str, str] = {
@@ -47,3 +48,17 @@ def backend_for_suffix(suffix: str) -> BackendPlugin | None:
 
 def model_suffixes() -> tuple[str, ...]:
     return tuple(s for key in BACKEND_MODULES for s in plugin(key).suffixes)
+
+
+def open_engine(key: str, path: Path, config: PluginConfig, input_size: tuple[int, int]) -> OpenedEngine:
+    """The daemon's engine on backend `key`: its own, or its synchronous backend behind a `SyncEngine`."""
+    runner = plugin(key)
+    if runner.open_engine is not None:
+        return runner.open_engine(path, config, input_size)
+    from nvr.backends.sync_engine import SyncEngine
+
+    backend = runner.open_backend(path, config, input_size)
+    return OpenedEngine(
+        SyncEngine(backend), backend.name, backend.input_width, backend.input_height,
+        backend.output_shapes, max_in_flight=1, set_normalisation=backend.set_normalisation,
+    )  # fmt: skip

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from nvr.cli import faces_strangers
 from nvr.cli.recognition_setup import (
     DETECT_THRESHOLD,
     Settings,
     add_common_options,
+    library_from,
     open_embedder_for,
     settings_from,
 )
@@ -36,6 +38,7 @@ from nvr.recognition.enrolment import (
     largest,
     load_matcher,
     sync_embeddings,
+    too_small,
 )
 from nvr.recognition.library import FaceLibrary, PersonError
 from nvr.recognition.matcher import Match, Matcher
@@ -53,7 +56,8 @@ def register(subparsers: Any) -> None:
 
     add = actions.add_parser("add", help="enrol a person from photos (the largest face of each)")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    add.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
+    add.add_argument("--event", metavar="EVENT_ID", help="enrol the best face of a daemon event instead")
     add.set_defaults(handler=run_add)
 
     imp = actions.add_parser("import", help="enrol everyone from DIR/<person name>/<photos>")
@@ -64,7 +68,7 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     listing.set_defaults(handler=run_list)
 
-    remove = actions.add_parser("remove", help="remove a person, or one of their samples")
+    remove = actions.add_parser("remove", help="remove a person, one of their samples, or a stranger group")
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("--sample", type=int, metavar="N", help="remove only sample N (ids: nvr faces list)")
     remove.set_defaults(handler=run_remove)
@@ -82,20 +86,26 @@ def register(subparsers: Any) -> None:
     identify.add_argument("--draw", type=Path, metavar="OUT_DIR", help="write annotated images into OUT_DIR")
     identify.set_defaults(handler=run_identify)
 
+    add_common_options(parser)
     for sub in (add, imp, listing, remove, rename, identify):
-        add_common_options(sub)
+        add_common_options(sub, after_action=True)
+    faces_strangers.register(actions, lambda sub: add_common_options(sub, after_action=True))
 
 
 # --- enrolment ---------------------------------------------------------------------------------------------
 
 
 class Enroller:
-    """Opens the detector and the embedder once for any number of people."""
+    """Opens the detector and the embedder once for any number of people (before the library is touched,
+    so a model that cannot be used leaves no file behind)."""
 
-    def __init__(self, settings: Settings, library: FaceLibrary) -> None:
-        self.library = library
+    def __init__(self, settings: Settings) -> None:
         self.detector: FaceDetector = open_detector(settings.detector, score_threshold=DETECT_THRESHOLD)
-        self.embedder: Embedder = open_embedder_for(settings)
+        try:
+            self.embedder: Embedder = open_embedder_for(settings)
+        except BaseException:
+            self.detector.close()
+            raise
         self.exit_code = ExitCode.OK
 
     def refuse(self, error: NvrError) -> None:
@@ -111,8 +121,8 @@ class Enroller:
             face = largest(detections)
             if face is None:
                 raise InputFileError(f"{image_path}: no face found")
-            x1, y1, x2, y2 = face.box
-            if min(x2 - x1, y2 - y1) < MIN_ENROL_SIZE:
+            if too_small(face):
+                x1, y1, x2, y2 = face.box
                 raise InputFileError(
                     f"{image_path}: face too small to trust ({x2 - x1:.0f}x{y2 - y1:.0f} px; "
                     f"at least {MIN_ENROL_SIZE} px a side)"
@@ -125,10 +135,12 @@ class Enroller:
             self.refuse(exc)
             return None
 
-    def enrol(self, name: str, images: Sequence[Path], progress: Progress | None = None) -> int:
-        """Enrol `name` from `images`; returns the number of samples added."""
+    def enrol(
+        self, library: FaceLibrary, name: str, images: Sequence[Path], progress: Progress | None = None
+    ) -> int:
+        """Enrol `name` from `images` into `library`; returns the number of samples added."""
         try:
-            self.library.check_new_name(name)
+            library.check_new_name(name)
         except PersonError as exc:
             self.refuse(exc)
             if progress is not None:
@@ -151,14 +163,20 @@ class Enroller:
             (encode_crop(aligned), {self.embedder.model_id: vector}, str(path))
             for (path, aligned), vector in zip(accepted, vectors, strict=True)
         ]
-        person, added = self.library.enrol(name, samples)
-        total = len(self.library.samples(person))
+        person, added = library.enrol(name, samples)
+        total = len(library.samples(person))
         print(f"{person.name} ({person.slug}): {len(added)} sample(s) added, {total} in all")
         return len(added)
 
     def close(self) -> None:
         self.detector.close()
         self.embedder.close()
+
+    def __enter__(self) -> Enroller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load_image(path: Path) -> RgbImage:
@@ -168,13 +186,15 @@ def load_image(path: Path) -> RgbImage:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    if args.event is not None:
+        if args.images:
+            raise PersonError("nvr faces add: give photos or --event EVENT_ID, not both")
+        return faces_strangers.run_add_event(args)
+    if not args.images:
+        raise PersonError("nvr faces add: give at least one photo (or --event EVENT_ID)")
     settings = settings_from(args)
-    with FaceLibrary(settings.library) as library:
-        enroller = Enroller(settings, library)
-        try:
-            enroller.enrol(args.name, args.images)
-        finally:
-            enroller.close()
+    with Enroller(settings) as enroller, FaceLibrary(settings.library) as library:
+        enroller.enrol(library, args.name, args.images)
         return int(enroller.exit_code)
 
 
@@ -193,14 +213,12 @@ def run_import(args: argparse.Namespace) -> int:
             f"{folder}: no person folders with photos (expected {folder}/<name>/<photo>.jpg)"
         )
     settings = settings_from(args)
-    with FaceLibrary(settings.library) as library:
-        enroller = Enroller(settings, library)
+    with Enroller(settings) as enroller, FaceLibrary(settings.library) as library:
         progress = Progress("import", sum(len(images) for _, images in people), "images")
         try:
-            added = sum(enroller.enrol(name, images, progress) for name, images in people)
+            added = sum(enroller.enrol(library, name, images, progress) for name, images in people)
         finally:
             progress.close()
-            enroller.close()
         print(f"imported {added} sample(s) of {len(people)} people into {library.path}")
         return int(enroller.exit_code)
 
@@ -209,8 +227,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with FaceLibrary(settings.library, create=False) as library:
+    with FaceLibrary(library_from(args), create=False) as library:
         people = []
         for person in library.people():
             samples = library.samples(person)
@@ -244,8 +261,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with FaceLibrary(settings.library, create=False) as library:
+    if faces_strangers.is_group(args.name) and args.sample is None:
+        return faces_strangers.run_remove_group(args)
+    with FaceLibrary(library_from(args), create=False) as library:
         person = library.require_person(args.name)
         if args.sample is None:
             count = len(library.samples(person))
@@ -261,8 +279,7 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_rename(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with FaceLibrary(settings.library, create=False) as library:
+    with FaceLibrary(library_from(args), create=False) as library:
         person = library.require_person(args.old)
         renamed = library.rename_person(person, args.new)
         print(f"renamed {person.name} ({person.slug}) to {renamed.name} ({renamed.slug})")

@@ -10,15 +10,16 @@ family, and the daemon re-embeds the stored crops with its own model.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nvr.errors import InputFileError, ModelError
+from nvr.assets import systemd_state_directory
+from nvr.errors import ModelError
 from nvr.families.arcface import DEFAULT_MEAN, DEFAULT_STD, Embedder, open_embedder
-from nvr.models.catalogue import CatalogueEntry, cpu_model_for, load_catalogue
+from nvr.models.catalogue import CatalogueEntry, load_catalogue
+from nvr.models.resolve import HAILO, ResolvedModel, cpu_counterpart, resolve_configured, resolve_model
 from nvr.recognition.matcher import DEFAULT_MARGIN
 
 DEFAULT_EMBEDDER = "arcface_mobilefacenet"  # catalogue family: its CPU model
@@ -27,23 +28,34 @@ DEFAULT_DETECTOR = "scrfd_2.5g"
 DEFAULT_THRESHOLD = 0.4
 LIBRARY_FILE = "faces.db"
 DETECT_THRESHOLD = 0.5
-MODEL_SUFFIXES = (".onnx", ".tflite", ".hef")
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="take library, embedder, detector from it"
+def add_common_options(
+    parser: argparse.ArgumentParser, *, library: bool = True, after_action: bool = False
+) -> None:
+    """The options every face command takes. `nvr faces` takes them before the action as well as after
+    it (`nvr faces --config F add ...`): the action's copies then default to "not given" (SUPPRESS), so
+    they do not overwrite a value given before the action."""
+    default = argparse.SUPPRESS if after_action else None
+    add = parser.add_argument
+    add(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=default,
+        help="take library, embedder, detector from it",
     )
-    parser.add_argument("--library", type=Path, metavar="FILE", help="face library file (default: "
-                        "recognition.library, else <state dir>/faces.db)")  # fmt: skip
-    parser.add_argument("--embedder", metavar="MODEL", help="embedding model: catalogue name or file "
-                        f"(.onnx, .tflite; default {DEFAULT_EMBEDDER})")  # fmt: skip
-    parser.add_argument("--face-detector", metavar="MODEL", help="face detector: catalogue name or file "
-                        f"(default: the config's detector.model, else {DEFAULT_DETECTOR})")  # fmt: skip
-    parser.add_argument("--threshold", type=float, metavar="T", help="match score (cosine) a face must reach "
-                        "(default: the embedder's catalogue value)")  # fmt: skip
-    parser.add_argument("--margin", type=float, metavar="M", help="how much the best person must beat the "
-                        f"runner-up by (default {DEFAULT_MARGIN})")  # fmt: skip
+    if library:
+        add("--library", type=Path, metavar="FILE", default=default,
+            help="face library file (default: recognition.library, else <state dir>/faces.db)")  # fmt: skip
+    add("--embedder", metavar="MODEL", default=default,
+        help=f"embedder: catalogue name or .onnx/.tflite file (default {DEFAULT_EMBEDDER})")  # fmt: skip
+    add("--face-detector", metavar="MODEL", default=default,
+        help=f"detector: catalogue name or file (default detector.model or {DEFAULT_DETECTOR})")  # fmt: skip
+    add("--threshold", type=float, metavar="T", default=default,
+        help="match score (cosine) a face must reach (default: the embedder's catalogue value)")  # fmt: skip
+    add("--margin", type=float, metavar="M", default=default,
+        help=f"how much the best person must beat the runner-up by (default {DEFAULT_MARGIN})")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,35 +64,46 @@ class Settings:
     embedder: Path
     embedder_mean: float
     embedder_std: float
-    detector: Path
+    detector: ResolvedModel
     threshold: float
     margin: float
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Resolve the common options (without opening any model)."""
-    config: Any = None
-    config_dir = Path.cwd()
-    if getattr(args, "config", None) is not None:
-        from nvr.config import load_config
+def _config(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The daemon's configuration (`--config`), or None; and the folder its relative paths start from."""
+    if getattr(args, "config", None) is None:
+        return None, Path.cwd()
+    from nvr.config import load_config
 
-        config = load_config(args.config)
-        config_dir = args.config.resolve().parent
-    recognition = getattr(config, "recognition", None)  # the daemon's `recognition:` section, when it has one
+    return load_config(args.config), args.config.resolve().parent
 
-    library = args.library or _configured(recognition, "library")
+
+def library_from(args: argparse.Namespace) -> Path:
+    """The face library file: --library, the config's recognition.library, else <state dir>/faces.db."""
+    config, config_dir = _config(args)
+    library = getattr(args, "library", None)
+    configured = _configured(getattr(config, "recognition", None), "library")
+    if library is None and configured is not None:
+        library = config_dir / Path(configured).expanduser()  # relative to the config file
     if library is None:
         library = _state_dir(config) / LIBRARY_FILE
-    library = Path(library).expanduser()
+    return Path(library).expanduser()
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Resolve the common options (without opening any model)."""
+    config, config_dir = _config(args)
+    recognition = getattr(config, "recognition", None)  # the daemon's `recognition:` section, when it has one
+    library = library_from(args)
 
     embedder_name = args.embedder or _configured(recognition, "embedder") or DEFAULT_EMBEDDER
-    embedder, entry = _resolve(str(embedder_name), "embedder", config_dir if args.embedder is None else None)
-    if embedder.suffix.lower() == ".hef":
-        embedder, entry = _cpu_stand_in(embedder, entry)
-    detector_name = args.face_detector or (config.detector.model if config is not None else DEFAULT_DETECTOR)
-    detector, _ = _resolve(
-        str(detector_name), "face detector", config_dir if args.face_detector is None else None
-    )
+    embedder, entry = embedder_file(str(embedder_name), config_dir if args.embedder is None else None)
+    if args.face_detector is not None:
+        detector = resolve_model(args.face_detector)
+    elif config is not None:
+        detector = resolve_configured(config.detector, config_dir)
+    else:
+        detector = resolve_model(DEFAULT_DETECTOR)
 
     threshold = args.threshold
     if threshold is None:
@@ -95,13 +118,24 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise ModelError(f"--threshold must be a cosine score between -1 and 1, got {threshold}")
     if not 0.0 <= float(margin) <= 2.0:
         raise ModelError(f"--margin must be between 0 and 2, got {margin}")
-    mean = entry.input_mean if entry is not None and entry.input_mean is not None else DEFAULT_MEAN
-    std = entry.input_std if entry is not None and entry.input_std is not None else DEFAULT_STD
+    mean, std = normalisation(entry)
     return Settings(library, embedder, mean, std, detector, float(threshold), float(margin))
 
 
 def open_embedder_for(settings: Settings) -> Embedder:
     return open_embedder(settings.embedder, mean=settings.embedder_mean, std=settings.embedder_std)
+
+
+def open_embedder_for_file(path: Path, entry: CatalogueEntry | None) -> Embedder:
+    mean, std = normalisation(entry)
+    return open_embedder(path, mean=mean, std=std)
+
+
+def normalisation(entry: CatalogueEntry | None) -> tuple[float, float]:
+    """(mean, std) of a float embedder: the catalogue's for its models, else the family's default."""
+    mean = entry.input_mean if entry is not None and entry.input_mean is not None else DEFAULT_MEAN
+    std = entry.input_std if entry is not None and entry.input_std is not None else DEFAULT_STD
+    return mean, std
 
 
 def _configured(section: Any, name: str) -> Any:
@@ -113,48 +147,21 @@ def _state_dir(config: Any) -> Path:
         from nvr.daemon.events import state_dir
 
         return state_dir(config)
-    systemd_state = os.environ.get("STATE_DIRECTORY")
-    if systemd_state:
-        return Path(systemd_state.split(":")[0])
-    return Path.home() / ".local" / "state" / "nvr"
+    return systemd_state_directory() or Path.home() / ".local" / "state" / "nvr"
 
 
-def _resolve(name: str, what: str, base_dir: Path | None) -> tuple[Path, CatalogueEntry | None]:
-    """A file path (relative to `base_dir` for values from a config file), or a catalogue id or family
-    (its CPU model, from the model store). Returns the file and its catalogue entry, if it has one."""
-    entries = load_catalogue()
-    path = Path(name).expanduser()
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    if "/" in name or path.suffix.lower() in MODEL_SUFFIXES or path.is_file():
-        if not path.is_file():
-            raise InputFileError(f"{path}: no such {what} model file")
-        entry = next((e for e in entries if e.file_name == path.name), None)
-        return path, entry
-    entry = next((e for e in entries if e.id == name), None) or cpu_model_for(name, entries)
-    if entry is None:
-        families = sorted({e.family for e in entries})
-        raise ModelError(
-            f"unknown {what} model {name!r}: a file, or one of the catalogue's {', '.join(families)}"
+def embedder_file(name: str, base_dir: Path | None = None) -> tuple[Path, CatalogueEntry | None]:
+    """The embedder file for a path (relative to `base_dir` for values from a config file), a catalogue id
+    or a catalogue family, with its catalogue entry when it has one. A HEF becomes the CPU model of its
+    catalogue family: the Hailo is the daemon's."""
+    resolved = resolve_model(name, base_dir=base_dir)
+    if resolved.backend == HAILO:
+        hef = resolved.path
+        resolved = cpu_counterpart(resolved, "embed with on the CPU (the Hailo is the daemon's)", ModelError)
+        print(
+            f"nvr: note: embedding on the CPU with {resolved.path.name} ({hef.name} is the daemon's model; "
+            "it re-embeds the stored crops with it)",
+            file=sys.stderr,
         )
-    if not entry.local_path.is_file():
-        raise ModelError(
-            f"{what} model {entry.id} is not in the model store: run `nvr models pull {entry.id}`"
-        )
-    return entry.local_path, entry
-
-
-def _cpu_stand_in(hef: Path, entry: CatalogueEntry | None) -> tuple[Path, CatalogueEntry | None]:
-    """The CPU model of the HEF's catalogue family: the Hailo belongs to the daemon."""
-    cpu = cpu_model_for(entry.family) if entry is not None else None
-    if cpu is None:
-        raise ModelError(
-            f"{hef}: nvr faces embeds on the CPU (the Hailo is the daemon's): pass a CPU model to --embedder"
-        )
-    if not cpu.local_path.is_file():
-        raise ModelError(f"{hef}: nvr faces embeds on the CPU with {cpu.id}: run `nvr models pull {cpu.id}`")
-    print(
-        f"nvr: note: embedding on the CPU with {cpu.id} ({hef.name} is the daemon's; it re-embeds the crops)",
-        file=sys.stderr,
-    )
-    return cpu.local_path, cpu
+    entry = next((e for e in load_catalogue() if e.file_name == resolved.path.name), None)
+    return resolved.path, entry

@@ -1,7 +1,8 @@
-"""What the detection side hands the event stage for each processed frame.
+"""What the detection stage hands on for each processed frame.
 
-It sits below both stages: inference/postprocessing fill it, the event stage (tracker, lifecycle, snapshots)
-reads it. The snapshot array is typically a view into a shared-memory slot owned by the capture stage, so a
+It sits below the stages: inference/postprocessing fill it, the tracking stage reads it and passes it on
+inside a `TrackedFrame` (nvr/contracts/tracks.py) to recognition and events (snapshots). The snapshot
+array is typically a view into a shared-memory slot owned by the capture stage, so a
 consumer must copy what it keeps before it returns from handling the frame.
 """
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
+from nvr.assets import systemd_state_directory
 from nvr.config import NvrConfig
 from nvr.daemon.recognition import RecognitionSetup, open_recognition
 from nvr.daemon.stages import FaceStages
@@ -15,17 +16,19 @@ from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
+from nvr.recognition.output import RecognitionSink
+from nvr.recognition.stage import EmbedderLike
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 
 
 def state_dir(config: NvrConfig) -> Path:
     """Where durable state goes: the config's state_dir, systemd's $STATE_DIRECTORY, or ~/.local/state/nvr."""
     if config.state_dir is not None:
         return config.state_dir.expanduser()
-    systemd_state = os.environ.get("STATE_DIRECTORY")
-    if systemd_state:
-        return Path(systemd_state.split(":")[0])
+    systemd_state = systemd_state_directory()
+    if systemd_state is not None:
+        return systemd_state
     return Path.home() / ".local" / "state" / "nvr"
 
 
@@ -46,7 +49,16 @@ class EventOutput:
         self.sink = sink
         self.description = description
         self.publisher = publisher
-        self.stats_provider: Callable[[], Mapping[str, object]] | None = None  # for <prefix>/stats
+
+    @property
+    def wants_stats(self) -> bool:
+        """Whether `<prefix>/stats` is published (a broker, and a stats interval)."""
+        return self.publisher is not None and self.publisher.config.stats_interval > 0
+
+    def push_stats(self, stats: Mapping[str, object]) -> None:
+        """The daemon's latest figures for `<prefix>/stats`."""
+        if self.publisher is not None:
+            self.publisher.set_stats(stats)
 
     def close(self, timeout: float) -> None:
         """End open events (their `end` messages go into the outbox), deliver what can be delivered within
@@ -61,10 +73,14 @@ class EventOutput:
                 self.sink.close()
 
 
+class DaemonSink(EventSink, RecognitionSink, Protocol):
+    """What the daemon's sinks (MQTT, the no-broker file) take: events, and recognition's output."""
+
+
 def _stages(
-    config: NvrConfig, sink: EventSink, cameras: list[str], config_dir: Path
+    config: NvrConfig, sink: DaemonSink, cameras: list[str], config_dir: Path, hailo: EmbedderLike | None
 ) -> tuple[FaceStages, RecognitionSetup]:
-    setup = open_recognition(config, config_dir, state_dir(config), sink)
+    setup = open_recognition(config, config_dir, state_dir(config), sink, hailo)
     wiring = (setup.output, setup.factory) if setup.output is not None and setup.factory is not None else None
     return FaceStages(config.events, sink, cameras, recognition=wiring), setup
 
@@ -73,31 +89,26 @@ def open_event_output(
     config: NvrConfig,
     cameras: list[str],
     config_dir: Path | None = None,
+    hailo_embedder: EmbedderLike | None = None,
     wrap: Callable[[EventSink], EventSink] | None = None,
 ) -> EventOutput:
-    """The stages and their sink; `wrap` puts an observer (the web UI's recent events) before the sink."""
+    """The stages after detection and their sink; `hailo_embedder`: recognition's embedder on the detector's
+    VDevice, when both are HEFs; `wrap` puts an observer (the web UI's recent events) before the sink."""
     config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
     wrap = wrap or (lambda sink: sink)
     if mqtt is not None:
-        output: EventOutput | None = None
-
-        def stats() -> Mapping[str, object]:
-            provider = output.stats_provider if output is not None else None
-            return provider() if provider is not None else {}
-
         # Opens the outbox (in the state dir unless mqtt.outbox.path is set) and connects in the background.
         mqtt_sink = MqttSink(
-            mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain,
-            stats_provider=stats,
+            mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        stages, setup = _stages(config, wrap(mqtt_sink), cameras, config_dir)
+        stages, setup = _stages(config, wrap(mqtt_sink), cameras, config_dir, hailo_embedder)
         output = EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher, setup)
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    stages, setup = _stages(config, wrap(sink), cameras, config_dir)
+    stages, setup = _stages(config, wrap(sink), cameras, config_dir, hailo_embedder)
     return EventOutput(stages, sink, description, recognition=setup)

@@ -13,64 +13,84 @@ from pathlib import Path
 
 import structlog
 
+from nvr.backends import plugin
 from nvr.config import NvrConfig
 from nvr.contracts.tracks import TrackSink
-from nvr.errors import ConfigError, NvrError
-from nvr.families.arcface import Embedder, open_embedder
+from nvr.errors import ConfigError, ModelError, NvrError
+from nvr.families.arcface import DEFAULT_MEAN, DEFAULT_STD, open_embedder
+from nvr.models.catalogue import load_catalogue
+from nvr.models.resolve import ResolvedModel, cpu_counterpart, resolve_model
 from nvr.recognition.config import RecognitionConfig
 from nvr.recognition.crops import CropStore
 from nvr.recognition.library import FaceLibrary
 from nvr.recognition.output import RecognitionOutput, RecognitionSink
-from nvr.recognition.stage import RecognitionStage
+from nvr.recognition.stage import EmbedderLike, RecognitionStage
 from nvr.recognition.strangers import StrangerStore
 
 log = structlog.get_logger("nvr.daemon")
+HAILO = "hailo"
 
 # When neither the configuration nor the model's catalogue entry gives a threshold (cosine similarity).
 FALLBACK_THRESHOLD = 0.4
-EMBEDDER_SUFFIXES = (".onnx", ".tflite", ".hef")
+PUBLISHED_PEOPLE = "published_people.json"  # whose presence topics and entities are on the broker
 
 
-def resolve_embedder(config: RecognitionConfig, config_dir: Path) -> tuple[Path, float | None]:
-    """The embedder's model file, and the default threshold its catalogue entry gives (if any)."""
-    name = config.embedder
-    if name.lower().endswith(EMBEDDER_SUFFIXES) or "/" in name:
-        path = Path(name).expanduser()
-        path = path if path.is_absolute() else config_dir / path
-        if not path.is_file():
-            raise ConfigError(f"recognition.embedder: no such model file {path}")
-        return path, None
-    from nvr.assets import models_dir
-    from nvr.models.catalogue import load_catalogue
-
-    entries = [e for e in load_catalogue() if name in (e.id, e.family)]
-    if not entries:
-        raise ConfigError(f"recognition.embedder: {name!r} is neither a model file nor a catalogue model")
-    for entry in entries:
-        if entry.kind in ("onnx", "tflite") and entry.local_path.is_file():
-            return entry.local_path, _threshold_of(entry)
-    ids = " or ".join(e.id for e in entries)
-    raise ConfigError(
-        f"recognition.embedder: {name!r} is not in the model store {models_dir()}: "
-        f"run `nvr models pull {ids}`"
-    )
+@dataclass(frozen=True, slots=True)
+class EmbedderChoice:
+    model: ResolvedModel
+    threshold: float
+    mean: float
+    std: float
 
 
-def _threshold_of(entry: object) -> float | None:
-    value = getattr(entry, "threshold", None)
-    return float(value) if isinstance(value, int | float) else None
+def resolve_embedder(config: RecognitionConfig, config_dir: Path) -> EmbedderChoice:
+    """The configured embedder (catalogue name or path, relative to the config file's folder), with its
+    catalogue defaults: match threshold and normalisation. Errors name `recognition.embedder`."""
+    try:
+        model = resolve_model(config.embedder, base_dir=config_dir)
+    except NvrError as exc:
+        raise ConfigError(f"recognition.embedder: {exc.message}") from None
+    return _choice(model, config)
 
 
-def open_configured_embedder(config: RecognitionConfig, config_dir: Path) -> tuple[Embedder, float]:
-    """The embedder (CPU) and the match threshold to use with it."""
-    path, default = resolve_embedder(config, config_dir)
-    if path.suffix.lower() == ".hef":
-        raise ConfigError(
-            f"recognition.embedder: {path}: Hailo embedders are not supported by this daemon yet"
-        )
-    embedder = open_embedder(path)
-    threshold = config.threshold if config.threshold is not None else default or FALLBACK_THRESHOLD
-    return embedder, threshold
+def _choice(model: ResolvedModel, config: RecognitionConfig) -> EmbedderChoice:
+    entry = next((e for e in load_catalogue() if e.file_name == model.path.name), None)
+    default = entry.match_threshold if entry is not None and entry.match_threshold else FALLBACK_THRESHOLD
+    threshold = config.threshold if config.threshold is not None else default
+    mean = entry.input_mean if entry is not None and entry.input_mean is not None else DEFAULT_MEAN
+    std = entry.input_std if entry is not None and entry.input_std is not None else DEFAULT_STD
+    return EmbedderChoice(model, threshold, mean, std)
+
+
+def hailo_embedder_hef(config: NvrConfig, config_dir: Path) -> Path | None:
+    """The embedder HEF to configure beside a Hailo detector on its VDevice, when both are HEFs."""
+    if not config.recognition.enabled:
+        return None
+    try:
+        choice = resolve_embedder(config.recognition, config_dir)
+    except NvrError:
+        return None  # reported when recognition opens
+    return choice.model.path if choice.model.backend == HAILO else None
+
+
+def open_configured_embedder(
+    config: RecognitionConfig, config_dir: Path, hailo: EmbedderLike | None = None
+) -> tuple[EmbedderLike, float]:
+    """The embedder and the match threshold to use with it. A HEF embedder is the one configured on the
+    detector's VDevice (`hailo`); without one (the detector runs on the CPU) the catalogue's CPU model of
+    the same family is used."""
+    choice = resolve_embedder(config, config_dir)
+    model = choice.model
+    if model.backend == HAILO:
+        if hailo is not None:
+            return hailo, choice.threshold
+        cpu = cpu_counterpart(model, "embed with on the CPU (the detector is not on the Hailo)", ModelError)
+        log.warning("recognition embeds on the CPU: the detector is not on the Hailo", model=cpu.path.name)
+        choice = _choice(cpu, config)  # the CPU model's own threshold and normalisation
+    # One thread: the model then computes in the recognition stage's own (low-priority) thread.
+    single = {key: plugin(key).config.model_validate({"threads": 1}) for key in ("onnx", "tflite")}
+    embedder = open_embedder(choice.model.path, mean=choice.mean, std=choice.std, configs=single)
+    return embedder, choice.threshold
 
 
 @dataclass
@@ -80,6 +100,7 @@ class RecognitionSetup:
     output: RecognitionOutput | None = None
     factory: Callable[[TrackSink], RecognitionStage] | None = None
     status: str = "off"  # for /healthz: "on (<model>, N people)", "off", or "off: <reason>"
+    cameras: set[str] = field(default_factory=set)  # cameras with recognition on (updated on reload)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -91,20 +112,26 @@ class RecognitionSetup:
 
 
 def open_recognition(
-    config: NvrConfig, config_dir: Path, state_dir: Path, sink: RecognitionSink
+    config: NvrConfig,
+    config_dir: Path,
+    state_dir: Path,
+    sink: RecognitionSink,
+    hailo_embedder: EmbedderLike | None = None,
 ) -> RecognitionSetup:
+    """`hailo_embedder`: the embedder HEF configured on the detector's VDevice (its engine owns it)."""
     recognition = config.recognition
     setup = RecognitionSetup()
     if not recognition.enabled:
         return setup
     try:
-        embedder, threshold = open_configured_embedder(recognition, config_dir)
+        embedder, threshold = open_configured_embedder(recognition, config_dir, hailo_embedder)
     except NvrError as exc:
         setup.status = f"off: {exc.message}"
         log.error("recognition off: the embedder cannot be opened; detecting without it", error=exc.message)
         return setup
-    setup.closers.append(embedder.close)
-    library_path = recognition.library_path(state_dir)
+    if embedder is not hailo_embedder:
+        setup.closers.append(embedder.close)
+    library_path = recognition.library_path(state_dir, config_dir)
     try:
         library = FaceLibrary(library_path)
         setup.closers.append(library.close)
@@ -116,14 +143,16 @@ def open_recognition(
         log.error("recognition off: the face library cannot be used; detecting without it", error=exc.message)
         return setup
     crops = CropStore(state_dir, recognition.keep_crops_days, recognition.keep_crops_max)
-    output = RecognitionOutput(sink, recognition.presence_timeout_s, crops)
+    output = RecognitionOutput(sink, recognition.presence_timeout_s, crops, state_dir / PUBLISHED_PEOPLE)
     setup.closers.append(output.close)
-    enabled = {c.name for c in config.cameras if getattr(c, "recognition", True)}
+    output.keep_strangers(strangers, threshold)
+    setup.cameras.update(c.name for c in config.cameras if c.recognition)
+    enabled = setup.cameras
 
     def factory(downstream: TrackSink) -> RecognitionStage:
         stage = RecognitionStage(
             recognition, embedder, library, downstream, output,
-            threshold=threshold, strangers=strangers, cameras=enabled.__contains__,
+            threshold=threshold, cameras=enabled.__contains__,
         )  # fmt: skip
         setup.closers.insert(0, stage.close)
         return stage
@@ -132,7 +161,8 @@ def open_recognition(
     people = len(library.people())
     setup.status = f"on ({embedder.model_id}, threshold {threshold:g}, {people} people)"
     log.info(
-        "recognition on", embedder=embedder.model_id, backend=embedder.backend, threshold=threshold,
+        "recognition on", embedder=embedder.model_id, backend=getattr(embedder, "backend", "hailo"),
+        threshold=threshold,
         library=str(library_path), people=people,
     )  # fmt: skip
     return setup

@@ -68,4 +68,3 @@ def predict(
         progress.advance(note=image.name)
     progress.close()
     return predictions
-

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from nvr.contracts.alignment import align_face
 from nvr.contracts.frameresult import FrameResult
 from nvr.contracts.identity import Identity
-from nvr.contracts.tracks import TrackedFace, TrackedFrame
+from nvr.contracts.tracks import StrangerEvidence, TrackedFace, TrackedFrame
 from nvr.events.config import EventsConfig
 from nvr.events.payload import EventType, FaceEvent, FaceObservation, new_event_id
 from nvr.events.snapshot import FaceCrop, SnapshotMaker, encode_jpeg
@@ -58,7 +58,7 @@ class CameraEvents:
         self._snapshots = snapshots
         self._recognition = recognition
         self._open: dict[int, _OpenEvent] = {}  # by track id
-        self.strangers: list[StrangerEvent] = []  # to publish after this frame's events
+        self.strangers: list[tuple[StrangerEvent, StrangerEvidence]] = []  # after this frame's events
 
     @property
     def open_count(self) -> int:
@@ -88,11 +88,12 @@ class CameraEvents:
             if event is not None and event.identity_due and track_id not in seen:
                 self._sighting(event, event.face.frame_time)
                 messages.append(self._message(event, "update", None))
-        for track_id, group in tracked.strangers.items():
+        for track_id, evidence in tracked.strangers.items():
             event = self._open.get(track_id)
             if event is not None:
                 time = frame.capture_time if frame is not None else event.face.frame_time
-                self.strangers.append(StrangerEvent(event.id, self.camera, time, group, event.crop_published))
+                notice = StrangerEvent(event.id, self.camera, time, None, event.crop_published)
+                self.strangers.append((notice, evidence))
         for track in tracked.ended:
             if track.track_id in self._open:
                 messages.append(self._end(track.track_id, track.last_seen))

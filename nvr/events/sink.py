@@ -8,12 +8,13 @@ would ever drain a queue.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+import structlog
 
 from nvr.errors import ConfigError
 from nvr.events.config import EventFileConfig
@@ -21,7 +22,7 @@ from nvr.events.payload import FaceEvent
 from nvr.recognition.presence import PeopleChange, PresenceState
 from nvr.recognition.strangers import StrangerEvent
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class EventSink(Protocol):
@@ -37,15 +38,6 @@ class EventSink(Protocol):
     def close(self, timeout: float = 5.0) -> None:
         """Flush and release; an MQTT sink delivers what it can within `timeout` seconds."""
         ...
-
-    # Recognition's output (nvr.recognition.output.RecognitionSink): stranger events, people, presence.
-    def enable_strangers(self, camera: str) -> None: ...
-
-    def publish_stranger(self, event: StrangerEvent) -> None: ...
-
-    def publish_presence(self, states: Sequence[PresenceState]) -> None: ...
-
-    def publish_people(self, change: PeopleChange) -> None: ...
 
 
 class JsonLinesSink:
@@ -77,18 +69,17 @@ class JsonLinesSink:
             line = event.to_json() + b"\n"
         except ValueError as exc:
             self.events_rejected += 1
-            log.error("face event %s on camera %s not written: %s", event.id, event.camera, exc)
+            log.error("face event not written", camera=event.camera, event_id=event.id, error=str(exc))
             return
         self._write_line(line)
         self.events_written += 1
         # Logged once written: whoever reacts to the log line finds the event in the file.
         log.info(
-            "face %s %s camera=%s score=%.2f box=%s",
-            event.type,
-            event.id,
-            event.camera,
-            event.face.score,
-            [round(v) for v in event.face.box],
+            f"face {event.type}",
+            camera=event.camera,
+            event_id=event.id,
+            score=round(event.face.score, 2),
+            box=[round(v) for v in event.face.box],
         )
 
     def _write_line(self, line: bytes) -> None:
@@ -100,7 +91,7 @@ class JsonLinesSink:
             self._size += len(line)
 
     def publish_face_count(self, camera: str, count: int) -> None:
-        log.debug("camera %s: %d face(s) in view", camera, count)
+        log.debug("faces in view", camera=camera, count=count)
 
     # -- recognition: stranger events go to the file too (they carry `event_type`), presence to the log --
 
@@ -110,11 +101,11 @@ class JsonLinesSink:
     def publish_stranger(self, event: StrangerEvent) -> None:
         line = json.dumps(event.to_dict(), separators=(",", ":")).encode() + b"\n"
         self._write_line(line)
-        log.info("stranger %s camera=%s group=%s", event.event_id, event.camera, event.group)
+        log.info("stranger", camera=event.camera, event_id=event.event_id, group=event.group)
 
     def publish_presence(self, states: Sequence[PresenceState]) -> None:
         for state in states:
-            log.info("person %s %s camera=%s", state.name, state.state, state.camera)
+            log.info("person " + state.state, person=state.name, camera=state.camera, event_id=state.event_id)
 
     def publish_people(self, change: PeopleChange) -> None:
         self.publish_presence(change.states)

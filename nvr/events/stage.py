@@ -59,8 +59,8 @@ class EventStage:
             self.events_out += len(events)
         if camera.strangers and self._recognition is not None:
             # After the event's messages: a consumer of the stranger event finds its snapshot published.
-            for stranger in camera.strangers:
-                self._recognition.stranger(stranger)
+            for stranger, evidence in camera.strangers:
+                self._recognition.stranger(stranger, evidence)
             camera.strangers.clear()
         if self._counts.get(camera.camera) != camera.open_count:
             self._publish_count(camera.camera, camera.open_count)

@@ -19,6 +19,7 @@ from nvr.postprocess.blazeface import BlazeFacePostprocessor, blazeface_anchor_c
 class BlazeFace:
     name: str = "blazeface"
     role: Role = "detector"
+    # MediaPipe feeds BlazeFace RGB in [-1, 1].
     input: InputSpec = field(default_factory=lambda: InputSpec(mean=127.5, std=127.5))
 
     def recognises(self, output_shapes: Sequence[Shape]) -> bool:

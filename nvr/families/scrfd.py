@@ -22,6 +22,7 @@ _MAPS = sorted(ANCHORS_PER_CELL * k for k in ROLES.values() for _ in STRIDES)
 class Scrfd:
     name: str = "scrfd"
     role: Role = "detector"
+    # insightface's normalisation; the Model Zoo compiles the same numbers into its HEFs.
     input: InputSpec = field(default_factory=lambda: InputSpec(mean=127.5, std=128.0))
 
     def recognises(self, output_shapes: Sequence[Shape]) -> bool:

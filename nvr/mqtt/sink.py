@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+import structlog
 
 from nvr.errors import ConfigError
 from nvr.events.payload import FaceEvent
@@ -17,7 +18,7 @@ from nvr.mqtt.outbox import NewMessage
 from nvr.recognition.presence import PeopleChange, PresenceState
 from nvr.recognition.strangers import StrangerEvent
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 JSON = "application/json"
 JPEG = "image/jpeg"
@@ -37,11 +38,10 @@ class MqttSink:
         *,
         cameras: Sequence[str] = (),
         retain_snapshots: bool = True,
-        stats_provider: Callable[[], Mapping[str, object]] | None = None,
         publisher: MqttPublisher | None = None,
     ) -> None:
         if publisher is None:
-            publisher = MqttPublisher(config, cameras, state_dir=state_dir, stats_provider=stats_provider)
+            publisher = MqttPublisher(config, cameras, state_dir=state_dir)
         self.publisher = publisher
         self._topics = publisher.topics
         self._config = config
@@ -55,7 +55,7 @@ class MqttSink:
         try:
             self.publisher.add_camera(camera)
         except ConfigError as exc:  # the config validates names; this guards the topics regardless
-            log.error("%s: its events are not sent", exc)
+            log.error("camera name unusable in topics: events not sent", camera=camera, error=str(exc))
             return False
         return True
 
@@ -84,8 +84,8 @@ class MqttSink:
             if len(data) > limit:
                 self.snapshots_rejected += 1
                 log.warning(
-                    "snapshot of face event %s on camera %s is %d bytes, over the limit of %d (%s): not sent",
-                    event.id, camera, len(data), limit, what,
+                    "face snapshot over the size limit: not sent",
+                    camera=camera, event_id=event.id, size=len(data), limit=limit, limit_from=what,
                 )  # fmt: skip
                 continue
             images.append(NewMessage(camera, topic(camera), data, 1, self._retain_snapshots, JPEG, event.id))
@@ -95,14 +95,14 @@ class MqttSink:
             payload = event.to_json()
         except ValueError as exc:
             self.events_rejected += 1
-            log.error("face event %s on camera %s not sent: %s", event.id, camera, exc)
+            log.error("face event not sent", camera=camera, event_id=event.id, error=str(exc))
             return []
         limit, what = self._limit(self._topics.face(camera))
         if len(payload) > limit:
             self.events_rejected += 1
             log.error(
-                "face event %s on camera %s is %d bytes, over the limit of %d (%s): not sent",
-                event.id, camera, len(payload), limit, what,
+                "face event over the size limit: not sent",
+                camera=camera, event_id=event.id, size=len(payload), limit=limit, limit_from=what,
             )  # fmt: skip
             return []
         # Snapshot first: a consumer that receives the event finds the retained snapshot it announces.

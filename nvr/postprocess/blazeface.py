@@ -28,10 +28,6 @@ from nvr.contracts.tensors import RawOutput
 from nvr.errors import ModelError
 from nvr.postprocess.nms import nms
 
-# The family's input normalisation, (x - mean) / std: MediaPipe feeds BlazeFace RGB in [-1, 1].
-INPUT_MEAN = 127.5
-INPUT_STD = 127.5
-
 NUM_COORDS = 16  # 4 box values + 6 keypoints × (x, y)
 NUM_KEYPOINTS = 6
 SCORE_CLIP = 100.0  # MediaPipe's score_clipping_thresh

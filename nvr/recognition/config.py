@@ -54,5 +54,9 @@ class RecognitionConfig(BaseModel):
             raise ValueError(f"library {str(self.library)!r} names a directory, not a file")
         return self
 
-    def library_path(self, state_dir: Path) -> Path:
-        return (self.library or state_dir / LIBRARY_FILE).expanduser()
+    def library_path(self, state_dir: Path, config_dir: Path | None = None) -> Path:
+        """`library` (relative to the configuration file's folder), else faces.db in the state folder."""
+        if self.library is None:
+            return (state_dir / LIBRARY_FILE).expanduser()
+        library = self.library.expanduser()
+        return config_dir / library if config_dir is not None and not library.is_absolute() else library

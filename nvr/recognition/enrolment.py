@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from nvr.contracts.alignment import ARCFACE_SIZE, align_to_template
+from nvr.contracts.alignment import ARCFACE_SIZE, align_face
 from nvr.contracts.arrays import FloatArray, RgbImage, UInt8Array
 from nvr.contracts.faces import Detections, Face
 from nvr.recognition.library import FaceLibrary
@@ -37,7 +37,7 @@ class FaceEmbedder(Protocol):
 
 def align(image: RgbImage, face: Face, names: tuple[str, ...]) -> RgbImage | None:
     """The face cut from `image` (the original, full-resolution pixels) and aligned to 112x112."""
-    return align_to_template(image, np.asarray(face.landmarks, np.float32), names)
+    return align_face(image, np.asarray(face.landmarks, np.float32), names)
 
 
 def largest(detections: Detections) -> Face | None:

@@ -52,7 +52,7 @@ class Matcher:
         self.person_ids: list[str] = sorted(set(owners))
         self.names = [names.get(person_id, person_id) for person_id in self.person_ids]
         people = len(self.person_ids)
-        self.dim = int(embeddings.shape[1]) if len(embeddings) else 0
+        self.dim = int(embeddings.shape[1]) if embeddings.ndim == 2 else 0
         # Samples grouped by person, so per-person maxima are one `maximum.reduceat`.
         index = {person_id: i for i, person_id in enumerate(self.person_ids)}
         owner_index = np.array([index[o] for o in owners], np.intp)
@@ -70,19 +70,26 @@ class Matcher:
     def empty(self) -> bool:
         return not self.person_ids
 
-    def match(self, queries: FloatMatrix) -> list[Match]:
-        """One `Match` per row of `queries` [M, D] (L2-normalised embeddings of this matcher's model)."""
+    def scores(self, queries: FloatMatrix) -> FloatMatrix:
+        """Every query's score for every person, [M, P] (columns in `person_ids` order)."""
         queries = np.asarray(queries, np.float32)
         if queries.ndim != 2:
             raise ValueError(f"queries must be [M, D], got shape {queries.shape}")
         if self.empty:
-            unknown = Identity(None, 0.0, self.model_id)
-            return [Match(unknown, ()) for _ in range(len(queries))]
+            return np.zeros((len(queries), 0), np.float32)
         if queries.shape[1] != self.dim:
             raise ValueError(f"{queries.shape[1]}-value embeddings against a {self.dim}-value library")
         similarity = queries @ self._reference  # [M, N samples + P means]
         nearest = np.maximum.reduceat(similarity[:, : self._samples], self._starts, axis=1)
-        scores = np.maximum(nearest, similarity[:, self._samples :])  # [M, P]
+        best: FloatMatrix = np.maximum(nearest, similarity[:, self._samples :])
+        return best
+
+    def match(self, queries: FloatMatrix) -> list[Match]:
+        """One `Match` per row of `queries` [M, D] (L2-normalised embeddings of this matcher's model)."""
+        scores = self.scores(queries)
+        if self.empty:
+            unknown = Identity(None, 0.0, self.model_id)
+            return [Match(unknown, ()) for _ in range(len(scores))]
         count = min(CANDIDATES, scores.shape[1])
         best = np.argsort(-scores, axis=1, kind="stable")[:, :count]
         results = []

@@ -3,12 +3,13 @@
 On the results thread (`handle`, `expire`, `close`; the frame's pixels are valid only during `handle`): each
 confirmed track's face is checked for size and pose, aligned from the frame's highest-resolution pixels,
 checked for sharpness, and, within the per-track and global embedding budgets, queued for the embedder. The
-embedder runs on its own thread (`EmbedWorker`), so detection never waits for it; its embeddings come back
-through a queue and are applied at the next frame (or the next `expire`, twice a second): the track's
-evidence decides its identity (`track_identity`). Every tracked frame goes on to the event stage with the
-identities of its tracks; a decision about a track not in the frame goes on in a frame-less `TrackedFrame`,
-so the event's `update` leaves at once. A stranger decision is recorded in the stranger groups (the same
-unknown face gets the same `unknown_<n>`) and flagged to the event stage, which knows the event id.
+embedder runs on its own thread (`EmbedWorker`), so detection never waits for it; when a batch is done it
+applies the embeddings at once (`flush`, under the stages' lock): the track's evidence decides its identity
+(`track_identity`). Every tracked frame goes on to the event stage with the identities of its tracks; a
+decision about a track not in the frame goes on in a frame-less `TrackedFrame`, so the event's `update`
+leaves at once. A stranger decision goes down with its evidence (mean embedding, best aligned crop): the
+event stage, which knows the event id, has it recorded in the stranger groups (the same unknown face gets
+the same `unknown_<n>`) and the stranger event published.
 
 The face library is watched (`version()`, polled every second): add, remove or rename with `nvr faces` while
 the daemon runs takes effect at once; samples not embedded with the daemon's model are embedded in the
@@ -18,7 +19,7 @@ background (by the same worker, between faces).
 from __future__ import annotations
 
 import contextlib
-import io
+import os
 import queue
 import threading
 import time
@@ -28,22 +29,23 @@ from typing import Protocol
 
 import numpy as np
 import structlog
-from PIL import Image
 
 from nvr.contracts.alignment import align_faces
 from nvr.contracts.arrays import FloatArray, RgbImage
-from nvr.contracts.tracks import TrackedFrame, TrackSink
+from nvr.contracts.tracks import StrangerEvidence, TrackedFrame, TrackSink
 from nvr.recognition.config import RecognitionConfig
+from nvr.recognition.enrolment import decode_crop
 from nvr.recognition.library import FaceLibrary, LibraryError
 from nvr.recognition.matcher import Matcher
 from nvr.recognition.output import RecognitionOutput
 from nvr.recognition.quality import QualityLimits, assess, sharpness
-from nvr.recognition.strangers import StrangerStore
 from nvr.recognition.track_identity import Decision, IdentityRules, PersonScore, TrackIdentities
 
 log = structlog.get_logger(__name__)
 
 LIBRARY_POLL_S = 1.0
+EMBEDDER_NICE = 10
+TRACK_IDLE_S = 30.0  # evidence of a track not seen for this long is dropped (tentative tracks never end)
 _MAX_QUEUED = (
     8  # faces waiting for the embedder; beyond this a face is skipped (the budget should prevent it)
 )
@@ -55,10 +57,9 @@ class EmbedderLike(Protocol):
     model_id: str
     dim: int
 
-    @property
-    def batch(self) -> int: ...
-
     def embed(self, aligned: RgbImage) -> FloatArray: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class _Job:
     key: tuple[str, int]
     aligned: RgbImage  # 112x112x3
     quality: float
+    capture_time: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +76,21 @@ class _Done:
     embedding: FloatArray
     quality: float
     aligned: RgbImage
+    capture_time: float
 
 
 class EmbedWorker:
     """The embedder's own thread: faces in (batched as the model allows), embeddings out; between faces,
     library samples that lack the model's embedding."""
 
-    def __init__(self, embedder: EmbedderLike, library: FaceLibrary | None) -> None:
+    def __init__(
+        self, embedder: EmbedderLike, library: FaceLibrary | None, on_done: Callable[[], None] | None = None
+    ) -> None:
         self.embedder = embedder
+        self.on_done = on_done  # called on this thread after each batch: the stage applies it at once
         self.library = library
+        # Faces per call: the model's batch (a CPU embedder says; the Hailo engine batches on its own).
+        self._batch = max(1, int(getattr(embedder, "batch", 4)))
         self.jobs: queue.Queue[_Job | None] = queue.Queue(_MAX_QUEUED)
         self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self.reembed = threading.Event()
@@ -111,6 +119,7 @@ class EmbedWorker:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             try:
                 job = self.jobs.get(timeout=0.5)
@@ -121,7 +130,7 @@ class EmbedWorker:
             if job is None:
                 return
             batch = [job]
-            while len(batch) < max(1, self.embedder.batch):
+            while len(batch) < self._batch:
                 try:
                     more = self.jobs.get_nowait()
                 except queue.Empty:
@@ -141,7 +150,12 @@ class EmbedWorker:
             self.embed_seconds += time.monotonic() - started
             self.embedded += len(batch)
             for j, vector in zip(batch, vectors, strict=True):
-                self.done.put(_Done(j.key, vector, j.quality, j.aligned))
+                self.done.put(_Done(j.key, vector, j.quality, j.aligned, j.capture_time))
+            if self.on_done is not None:
+                try:
+                    self.on_done()
+                except Exception as exc:  # the results thread applies them at its next frame instead
+                    log.error("applying embeddings failed", error=f"{type(exc).__name__}: {exc}")
 
     def _reembed_one(self) -> None:
         """Embed one library sample that lacks this model's embedding (from its stored aligned crop)."""
@@ -155,7 +169,7 @@ class EmbedWorker:
                 self.reembed.clear()
                 return
             sample = missing[0]
-            crop = _decode_jpeg(library.sample_crop(sample.id))
+            crop = decode_crop(library.sample_crop(sample.id))
             vector = self.embedder.embed(crop[None])[0]
             library.set_embedding(sample.id, self.embedder.model_id, vector)
             self.reembedded += 1
@@ -166,18 +180,13 @@ class EmbedWorker:
             self.reembed.clear()
 
 
-def _encode_jpeg(aligned: RgbImage) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(aligned, "RGB").save(out, "JPEG", quality=90)
-    return out.getvalue()
-
-
-def _decode_jpeg(data: bytes) -> RgbImage:
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-        if rgb.size != (112, 112):
-            rgb = rgb.resize((112, 112))
-        return np.asarray(rgb)
+def _lower_priority() -> None:
+    """This thread (where a CPU embedder computes: it runs single-threaded in the caller) yields to detection
+    on a busy CPU: at nice +10 Linux gives it about a tenth of a contended core, so detection keeps ~90 % of
+    its rate, while on an idle CPU it still runs at full speed. Threads inherit nothing from this: it is the
+    only one."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EMBEDDER_NICE)
 
 
 class RecognitionStage:
@@ -192,7 +201,6 @@ class RecognitionStage:
         output: RecognitionOutput,
         *,
         threshold: float,
-        strangers: StrangerStore | None = None,
         cameras: Callable[[str], bool] = lambda _camera: True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -201,7 +209,6 @@ class RecognitionStage:
         self.library = library
         self.downstream = downstream
         self.output = output
-        self.strangers = strangers
         self.threshold = threshold
         self._enabled_for = cameras
         self._clock = clock
@@ -216,8 +223,10 @@ class RecognitionStage:
         self._matcher: Matcher | None = None
         self._person_ids: dict[str, str] = {}
         self._version = -1
+        self._library_error = ""
         self._next_poll = 0.0
-        self.worker = EmbedWorker(embedder, library)
+        self.worker = EmbedWorker(embedder, library, self._on_result)
+        self.on_result: Callable[[], None] | None = None  # set by the stages' owner: flush under its lock
         self._pending: dict[str, TrackedFrame] = {}  # decisions for tracks not in the next frame, by camera
         self._stranger_cameras: set[str] = set()
         self.counters = {"embedded": 0, "refused_quality": 0, "refused_sharpness": 0, "skipped_busy": 0}
@@ -235,8 +244,11 @@ class RecognitionStage:
             matrix, owners = self.library.embedding_matrix(self.embedder.model_id)
             missing = self.library.samples_missing(self.embedder.model_id)
         except LibraryError as exc:
-            log.error("face library unreadable; keeping the previous one", error=exc.message)
+            if exc.message != self._library_error:  # once per distinct problem, not every second
+                self._library_error = exc.message
+                log.error("face library unreadable; keeping the people read before", error=exc.message)
             return
+        self._library_error = ""
         names = {p.id: p.name for p in people}
         self._matcher = Matcher(
             matrix, owners, names, self.embedder.model_id, threshold=self.threshold, margin=self.config.margin
@@ -290,22 +302,32 @@ class RecognitionStage:
         if now >= self._next_poll:
             self._next_poll = now + LIBRARY_POLL_S
             self._reload_library()
+        self.flush()
+        self.output.expire()
+        self.identities.prune(TRACK_IDLE_S)
+
+    def flush(self) -> None:
+        """Apply the embedder's results now and pass the decisions on (in frame-less tracked frames). The
+        embedder thread calls it through `on_result` (under the stages' lock) so a decision does not wait
+        for the camera's next frame."""
         self._apply_results()
         for camera in list(self._pending):
             self.downstream.handle(self._pending.pop(camera))
-        self.output.expire()
 
     def close(self) -> None:
         self.worker.close()
+
+    def _on_result(self) -> None:
+        if self.on_result is not None:
+            self.on_result()
 
     def _look(self, tracked: TrackedFrame) -> None:
         frame = tracked.frame
         assert frame is not None
         wanted = []
         detections = frame.detections
+        # Tentative tracks too: a face's identity is often decided by the time its event starts.
         for face in tracked.faces:
-            if not face.confirmed:
-                continue
             index = face.index
             verdict = assess(
                 detections.boxes[index], detections.landmarks[index], detections.landmark_names, self._limits
@@ -332,7 +354,7 @@ class RecognitionStage:
             if not ok or value < self.config.min_sharpness:
                 self.counters["refused_sharpness"] += 1
                 continue
-            if not self.worker.submit(_Job(key, crop, quality)):
+            if not self.worker.submit(_Job(key, crop, quality, frame.capture_time)):
                 self.counters["skipped_busy"] += 1
 
     # -- results --------------------------------------------------------------------------------------------
@@ -346,25 +368,12 @@ class RecognitionStage:
             self.counters["embedded"] += 1
             decision = self.identities.add(done.key, done.embedding, done.quality)
             if decision is not None:
-                group = self._record_stranger(decision, done) if decision.stranger else None
-                self._queue_decision(decision, group)
+                evidence = None
+                if decision.stranger:
+                    evidence = StrangerEvidence(decision.embedding, done.aligned, self.embedder.model_id)
+                self._queue_decision(decision, evidence)
 
-    def _record_stranger(self, decision: Decision, done: _Done) -> str | None:
-        """The stranger's group (the same unknown face seen before gets the same one), or None."""
-        camera = done.key[0]
-        group: str | None = None
-        if self.strangers is not None:
-            try:
-                recorded = self.strangers.record(
-                    decision.embedding, self.embedder.model_id, _encode_jpeg(done.aligned),
-                    camera=camera, event_id="", time=time.time(), join_threshold=self.threshold,
-                )  # fmt: skip
-                group = recorded.name
-            except (LibraryError, OSError) as exc:
-                log.error("stranger not recorded in the library", camera=camera, error=str(exc))
-        return group
-
-    def _queue_decision(self, decision: Decision, group: str | None = None) -> None:
+    def _queue_decision(self, decision: Decision, evidence: StrangerEvidence | None = None) -> None:
         key = decision.key
         assert isinstance(key, tuple)
         camera, track_id = key
@@ -372,10 +381,13 @@ class RecognitionStage:
         if pending is None:
             pending = self._pending[camera] = TrackedFrame(camera, None)
         pending.identities[track_id] = decision.identity
-        if decision.stranger:
-            pending.strangers[track_id] = group
+        if evidence is not None:
+            pending.strangers[track_id] = evidence
+        track = self.identities.evidence(key)
         log.info(
             "face identified" if decision.identity.name else "face unknown",
             camera=camera, track=track_id, name=decision.identity.name,
-            score=round(decision.identity.score, 3), stranger=decision.stranger, group=group,
+            score=round(decision.identity.score, 3), stranger=decision.stranger,
+            embeddings=track.embedded if track else None,
+            seconds=round(time.time() - track.first_seen, 2) if track else None,  # since its first frame
         )  # fmt: skip

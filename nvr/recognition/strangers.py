@@ -273,8 +273,8 @@ class StrangerStore:
         if not rows:
             raise PersonError(f"{target.name} has no face crops left to enrol")
         samples = [
-            (bytes(crop), {str(model_id): np.frombuffer(blob, np.float32)}, f"{target.name} {event_id}")
-            for _, event_id, crop, model_id, blob in rows
+            (bytes(crop), {str(model): np.frombuffer(blob, np.float32)}, f"{target.name} {event}".strip())
+            for _, event, crop, model, blob in rows
         ]
         person, _ = library.enrol(name, samples)  # one transaction: all samples or none
         # Only now: a failure above leaves the group as it was, to name again.

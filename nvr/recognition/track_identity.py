@@ -1,8 +1,10 @@
 """Who a track is, from the evidence so far: per-track embeddings in, an identity (or a stranger) out.
 
-A track's identity comes from the mean of its best embeddings (by face quality), never from one frame, so
-one bad frame neither names nor un-names a person: a named track keeps its name while the mean still
-scores within `hysteresis` of the threshold and nobody else wins. Embedding costs compute, so each track is
+A track's identity comes from the mean of its best embeddings (by face quality), so one bad frame neither
+names nor un-names a person: a name needs two embeddings agreeing (or one that clears the threshold by a
+wide `single_margin`: a bad frame scores low, not high, and waiting for a second frame costs a detection
+cycle of latency), and a named track keeps its name while the mean still scores within `hysteresis` of the
+threshold and nobody else wins. Embedding costs compute, so each track is
 embedded at most every `per_track_interval` seconds, and a token bucket caps the embeddings per second over
 all cameras (detection keeps its rate however many faces are in view). A track that, after
 `stranger_after_embeddings` good embeddings (or `stranger_after_s` seconds with at least one), matches nobody
@@ -42,9 +44,11 @@ class IdentityRules:
     margin: float  # ... and beat the runner-up person by this much
     stranger_after_embeddings: int = 5
     stranger_after_s: float = 4.0
-    per_track_interval: float = 0.25  # seconds between two embeddings of one track
+    per_track_interval: float = 0.25  # seconds between two embeddings of one track ...
+    decided_interval: float = 1.0  # ... once it is decided (named or a stranger): only to notice a change
     best_k: int = 5  # the track's evidence: the mean of its best `best_k` embeddings
-    min_embeddings: int = 2  # a name needs at least this many embeddings agreeing (one frame never names)
+    min_embeddings: int = 2  # a name needs at least this many embeddings agreeing ...
+    single_margin: float = 0.15  # ... unless one clears the threshold by this much (a clear, close face)
     hysteresis: float = 0.05  # a named track keeps its name down to threshold - hysteresis
 
 
@@ -75,6 +79,7 @@ class TrackEvidence:
     vectors: list[FloatArray] = field(default_factory=list)
     embedded: int = 0  # good embeddings received
     last_request: float = -1e18
+    last_seen: float = 0.0  # clock time the track's face was last offered (`want`)
     first_embedded: float | None = None
     identity: Identity | None = None  # None until decided
     stranger: bool = False  # the stranger decision fired (once per track)
@@ -133,7 +138,9 @@ class TrackIdentities:
         track = self._tracks.get(key)
         if track is None:
             track = self._tracks[key] = TrackEvidence(first_seen)
-        if now - track.last_request < self.rules.per_track_interval:
+        track.last_seen = now
+        interval = self.rules.per_track_interval if track.identity is None else self.rules.decided_interval
+        if now - track.last_request < interval:
             return False
         if not self.budget.take():
             self.skipped_budget += 1
@@ -166,6 +173,14 @@ class TrackIdentities:
     def end(self, key: Hashable) -> TrackEvidence | None:
         return self._tracks.pop(key, None)
 
+    def prune(self, idle: float) -> int:
+        """Forget tracks not offered for `idle` seconds (a tentative track vanishes without an end)."""
+        cutoff = self._clock() - idle
+        stale = [key for key, track in self._tracks.items() if track.last_seen < cutoff]
+        for key in stale:
+            del self._tracks[key]
+        return len(stale)
+
     def _decide(self, key: Hashable, track: TrackEvidence, now: float) -> Decision | None:
         rules = self.rules
         mean = track.mean()
@@ -174,7 +189,10 @@ class TrackIdentities:
         runner_up = ranked[1].score if len(ranked) > 1 else -1.0
         current = track.identity
         named: PersonScore | None = None
-        if best is not None and track.embedded >= rules.min_embeddings:
+        enough = track.embedded >= rules.min_embeddings or (
+            best is not None and best.score >= rules.threshold + rules.single_margin
+        )
+        if best is not None and enough:
             # A named track keeps its name down to threshold - hysteresis (one bad frame does not un-name).
             keeps = current is not None and current.person_id == best.person_id
             floor = rules.threshold - (rules.hysteresis if keeps else 0.0)

