@@ -15,7 +15,7 @@ from nvr.events.config import EventFileConfig
 from nvr.events.sink import JsonLinesSink
 from nvr.recognition.enrolment import encode_crop
 from nvr.recognition.library import FaceLibrary
-from nvr.recognition.strangers import StrangerStore
+from nvr.recognition.strangers import StrangerEvent, StrangerStore
 from nvr.web.faces import LibraryStrangers
 from nvr.web.images import decode_photo
 from nvr.web.recent import RecentEvents
@@ -40,6 +40,10 @@ def test_recent_events_sink_forwards_and_keeps_the_latest_message(tmp_path: Path
     entry = recent.get(first.id)
     assert entry is not None and entry.payload["type"] == "update" and entry.snapshot == b"jpeg-1"
     assert recent.face_counts() == {"door": 1}
+    sink.enable_strangers("door")
+    sink.publish_stranger(StrangerEvent(first.id, "door", first.start_time, "unknown_7", True))
+    assert entry.stranger_group == "unknown_7"
+    assert "stranger" in tmp_path.joinpath("events.jsonl").read_text().splitlines()[-1]  # forwarded
     for n in range(4):  # bounded: the oldest events go
         sink.publish_events([face_event("yard", event_id=f"17636832{n:02d}.000000-bbbbbb")])
     assert recent.get(first.id) is None and len(recent.page(limit=10)[0]) == 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -90,7 +90,7 @@ def open_event_output(
     cameras: list[str],
     config_dir: Path | None = None,
     hailo_embedder: EmbedderLike | None = None,
-    wrap: Callable[[EventSink], EventSink] | None = None,
+    wrap: Callable[[DaemonSink], DaemonSink] | None = None,
 ) -> EventOutput:
     """The stages after detection and their sink; `hailo_embedder`: recognition's embedder on the detector's
     VDevice, when both are HEFs; `wrap` puts an observer (the web UI's recent events) before the sink."""

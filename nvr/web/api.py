@@ -136,6 +136,7 @@ class EventsApi:
             "frame_time": payload.get("frame_time"),
             "score": (payload.get("best") or {}).get("score"),
             "identity": payload.get("identity"),
+            "stranger_group": entry.stranger_group,
             "snapshot": f"/api/events/{event_id}/snapshot?v={entry.snapshot_seq}" if has_snapshot else None,
             "payload": payload,
         }

@@ -15,10 +15,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from nvr.events.payload import FaceEvent
 from nvr.events.sink import EventSink
+from nvr.recognition.output import RecognitionSink
+from nvr.recognition.presence import PeopleChange, PresenceState
+from nvr.recognition.strangers import StrangerEvent
 
 EVENT_ID = re.compile(r"[0-9]{1,12}\.[0-9]{6}-[a-z0-9]{6}")
 SNAPSHOTS_IN_MEMORY = 200  # the newest events keep their snapshot bytes; older ones are read from disk
@@ -31,6 +34,7 @@ class RecentEvent:
     snapshot: bytes | None  # the newest snapshot JPEG seen for it, while in memory
     snapshot_seq: int  # seq at which the snapshot last changed (cache key for thumbnails)
     _payload: dict[str, Any] | None = None
+    stranger_group: str | None = None  # unknown_<n>, once recognition decided the face is a stranger
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -45,10 +49,14 @@ class RecentEvent:
         return self.message.camera
 
 
-class RecentEvents:
-    """An `EventSink` that forwards to `inner` and remembers the latest `capacity` events."""
+class DaemonSink(EventSink, RecognitionSink, Protocol):
+    """What the daemon's sinks take (as `nvr.daemon.events.DaemonSink`): events and recognition's output."""
 
-    def __init__(self, inner: EventSink | None = None, capacity: int = 2000) -> None:
+
+class RecentEvents:
+    """A sink that forwards everything to `inner` and remembers the latest `capacity` events."""
+
+    def __init__(self, inner: DaemonSink | None = None, capacity: int = 2000) -> None:
         self._inner = inner
         self._capacity = capacity
         self._events: OrderedDict[str, RecentEvent] = OrderedDict()  # in seq order (oldest change first)
@@ -58,7 +66,7 @@ class RecentEvents:
         self._seq = 0
         self._changed = threading.Condition()
 
-    def wrap(self, inner: EventSink) -> EventSink:
+    def wrap(self, inner: DaemonSink) -> DaemonSink:
         """Put this ring in front of `inner` (what the daemon's event output calls)."""
         self._inner = inner
         return self
@@ -81,6 +89,28 @@ class RecentEvents:
             self._inner.close(timeout)
         with self._changed:
             self._changed.notify_all()
+
+    # -- recognition's output: forwarded; a stranger's group is remembered for its event -----------------
+
+    def enable_strangers(self, camera: str) -> None:
+        if self._inner is not None:
+            self._inner.enable_strangers(camera)
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        if self._inner is not None:
+            self._inner.publish_stranger(event)
+        with self._changed:
+            entry = self._events.get(event.event_id)
+            if entry is not None and event.group is not None:
+                entry.stranger_group = event.group
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        if self._inner is not None:
+            self._inner.publish_presence(states)
+
+    def publish_people(self, change: PeopleChange) -> None:
+        if self._inner is not None:
+            self._inner.publish_people(change)
 
     def __getattr__(self, name: str) -> Any:
         # Sink methods added later by other stages (presence, strangers) reach the real sink unchanged.

@@ -56,7 +56,8 @@ function eventCard(event) {
   const identity = event.identity;
   const known = identity && identity.name;
   const ended = event.type === "end";
-  const label = known ? identity.name : (identity ? "Unknown" : (ended ? "Not identified" : "Identifying…"));
+  const stranger = event.stranger_group ? `Stranger (${event.stranger_group})` : "Unknown";
+  const label = known ? identity.name : (identity ? stranger : (ended ? "Not identified" : "Identifying…"));
   const score = known ? `match ${identity.score.toFixed(2)}` : (event.score != null ? `face ${event.score.toFixed(2)}` : "");
   return el("div", { class: "card event", "data-id": event.id },
     event.snapshot ? el("img", { class: "snap", src: event.snapshot, alt: "", loading: "lazy" })
