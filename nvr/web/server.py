@@ -7,7 +7,6 @@ data loaded at start, snapshots are looked up by a validated event id).
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 from collections.abc import Callable
@@ -124,6 +123,7 @@ class WebServer:
         except Exception:  # a bug in one handler must not take the server down
             log.exception("web request failed", method=http.command, path=urlsplit(http.path).path)
             reply = json_reply({"error": "internal error"}, 500)
+            http.close_connection = True
         if reply is not None:
             self._send(http, reply)
 
@@ -285,8 +285,12 @@ class WebServer:
             http.wfile.write(chunk)
             http.wfile.flush()
 
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, TimeoutError):  # browser went away
+        try:
             streamer(request, write, self._stopping)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the browser went away
+        except Exception:  # the headers are out: end the stream, never a second response
+            log.exception("web event stream failed")
 
 
 def caller_summary(caller: Caller) -> dict[str, Any]:
