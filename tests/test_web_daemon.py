@@ -3,18 +3,23 @@ and the Status page knows what /healthz and /metrics know."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from pathlib import Path
 
+from mosquitto import Mosquitto
 from nvr_daemon import NvrDaemon
 from test_daemon import base_config, video_camera
 from web_support import Client
 
 
-def test_daemon_serves_recent_events_and_status(tmp_path: Path) -> None:
+def test_daemon_serves_recent_events_and_status(tmp_path: Path, broker: Mosquitto) -> None:
     config = base_config(tmp_path, f"w{uuid.uuid4().hex[:8]}", [video_camera("hall", fps=4)])
     config["web"] = {"port": 0}
+    config["mqtt"] = {"host": broker.host, "port": broker.port, "stats_interval": 0}
     daemon = NvrDaemon(tmp_path, config)
     try:
         url = daemon.wait_for_event("web UI listening")["url"]
@@ -37,6 +42,13 @@ def test_daemon_serves_recent_events_and_status(tmp_path: Path) -> None:
         assert status["detector"]["backend"] == "onnx" and status["health"]["status"] == "ok"
         assert status["health"]["cameras_streaming"] == ["hall"]
         assert status["faces_in_view"].keys() == {"hall"}
+        assert status["mqtt"]["connected"] is True and "pending" in status["mqtt"]["outbox"]
+        assert status["mqtt"]["delivered"] > 0
+        # /metrics and /healthz keep their own listener and behaviour.
+        metrics_url = daemon.wait_for_event("metrics endpoint listening")["url"]
+        with urllib.request.urlopen(metrics_url.replace("/metrics", "/healthz"), timeout=5) as response:
+            assert json.loads(response.read())["status"] == "ok"
+        assert urllib.parse.urlsplit(metrics_url).port != urllib.parse.urlsplit(url).port
         # The face library the web UI shares with `nvr faces`: in the state directory by default.
         assert client.send("POST", "/api/people", {"name": "Lin-Manuel Miranda"}).status == 201
         assert (tmp_path / "state" / "faces.db").is_file()
