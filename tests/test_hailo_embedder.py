@@ -8,6 +8,7 @@ hw_arch rewritten and its SDK string saying so). Its layers and quantization are
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from nvr.backends.hailo import HailoEngine, HailoSettings, open_embedder_runtime
 from nvr.contracts.frameref import ArrayFrame
 from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.detector import open_detector
-from nvr.errors import ModelError
+from nvr.errors import DeviceError, ModelError
 from nvr.events.snapshot import align_face, crop_face
 from nvr.hef import read_hef
 
@@ -162,6 +163,30 @@ def test_embedder_runtime_for_the_family_returns_dequantized_vectors(
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)  # the HEF's own scale: not yet normalised
     unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     assert np.sum(unit * cpu_embeddings(asset, faces[:3]), axis=1).min() >= 0.99
+
+
+def test_closing_fails_waiting_faces_at_once(
+    asset: Callable[[str], Path], double: Callable[..., None]
+) -> None:
+    """Faces still waiting when the engine closes get an error, not a wait for the embed timeout."""
+    double(arch="hailo8", replay="1", latency_ms="50")  # 64 faces at 50 ms: ~3 s of device time
+    embedder = open_hailo_embedder(asset(ARCFACE_HEF))
+    outcome: list[BaseException | None] = []
+
+    def embed() -> None:
+        try:
+            embedder.embed(np.zeros((64, 112, 112, 3), np.uint8))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=embed)
+    worker.start()
+    time.sleep(0.3)
+    embedder.close()
+    worker.join(15)  # the embed timeout would be 20 s
+    assert not worker.is_alive()
+    assert isinstance(outcome[0], DeviceError) and "closed" in str(outcome[0])
 
 
 def test_a_hef_that_is_not_an_embedder_is_one_line(

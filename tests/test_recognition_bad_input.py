@@ -88,3 +88,10 @@ def test_a_corrupt_library_keeps_the_daemon_detecting(tmp_path: Path) -> None:
         assert code == 0
     finally:
         daemon.close()
+
+
+def test_recognition_without_frame_images_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "nvr.yml"
+    path.write_text("capture:\n  snapshot_width: 0\n  snapshot_height: 0\nrecognition:\n  enabled: true\n")
+    with pytest.raises(ConfigFileError, match="recognition needs the frame images"):
+        load_config(path)

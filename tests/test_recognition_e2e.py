@@ -4,7 +4,8 @@
 One daemon run, in phases, shared by the assertions below (the run takes about a minute):
 1. Lin-Manuel Miranda is not enrolled (three people who are not in the clip are): his tracks are strangers,
    one stranger event per track, and the recurring stranger keeps his `unknown_<n>` group.
-2. The broker is stopped while his next track is decided a stranger, then started: nothing is lost.
+2. The broker is stopped while his next track is decided a stranger, the daemon is killed (SIGKILL) and
+   started again, then the broker: nothing is lost (the outbox on disk).
 3. He is enrolled from his one photo while the daemon runs: his next tracks carry his name (and no track
    carries anyone else's), his person topic turns `present` and Home Assistant gets his presence entity.
 4. The stream stops: his person topic turns `absent` after the presence timeout.
@@ -104,8 +105,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         )  # fmt: skip
         result.marks["outage_decision_track"] = int(decided["track"])
         time.sleep(2.0)  # its event's identity update and the stranger event wait in the outbox
+        daemon.kill()  # ... and the daemon dies meanwhile (SIGKILL): they wait on disk
         broker.start()
         result.marks["outage_over"] = len(subscriber.messages)
+        daemon = result.daemon = NvrDaemon(tmp / "daemon2", config)  # the same state dir: the same outbox
         subscriber.wait_for(lambda _m: len({s["event_id"] for s in result.strangers()}) >= 2, 60)
         # 3. Enrolled while running.
         result.lin_id = enrol(library, LIN, "faces/lin_manuel_miranda/1.png").id
@@ -140,7 +143,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         result.exit_code, _ = daemon.stop()
         yield result
     finally:
-        daemon.close()
+        result.daemon.close()
         subscriber.close()
         server.stop()
         broker.kill()
@@ -164,13 +167,13 @@ def test_a_stranger_fires_once_per_track_and_keeps_its_group(run: Run) -> None:
     assert unknown == set(ids)
 
 
-def test_nothing_is_lost_while_the_broker_is_down(run: Run) -> None:
-    # The strangers decided while the broker was down arrived after it came back, with their updates.
+def test_nothing_is_lost_in_a_broker_outage_and_a_daemon_restart(run: Run) -> None:
+    # What was decided while the broker was down (and the daemon then killed) arrived after both came back.
     after_outage = run.subscriber.messages[run.marks["outage_over"] :]
     late = [m for m in after_outage if m.topic == "nvr/door/face/stranger"]
     assert late, "the stranger event decided during the outage arrived afterwards"
     late_ids = {json.loads(m.payload)["event_id"] for m in late}
-    assert late_ids <= {e["id"] for e in _named(run.face_events(), None)}
+    assert late_ids <= {e["id"] for e in _named(run.face_events(), None)}, "with their identity updates"
 
 
 def test_an_enrolled_person_is_named_and_nobody_else(run: Run) -> None:

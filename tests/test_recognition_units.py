@@ -391,3 +391,29 @@ def test_crops_are_bounded_by_age_and_count(tmp_path: Path) -> None:
     assert store.prune(now=1000.0 + 86400 + 0.5) == 3  # the oldest is too old; then 3 of 5 left
     assert sorted(p.name[16] for p in folder.glob("*.jpg")) == ["3", "4", "5"]
     store.close()
+
+
+def test_stranger_and_presence_payloads_match_their_schemas() -> None:
+    import json
+
+    import jsonschema
+
+    from nvr.events.payload import SCHEMA_PATH
+
+    folder = SCHEMA_PATH.parent
+    stranger = jsonschema.Draft202012Validator(
+        json.loads((folder / "stranger_event.schema.json").read_text())
+    )
+    presence = jsonschema.Draft202012Validator(json.loads((folder / "person_state.schema.json").read_text()))
+    event = StrangerEvent("1765100000.123456-abc123", "door", 1765100001.5, "unknown_3", True)
+    stranger.validate(event.to_dict())
+    stranger.validate({**event.to_dict(), "group": None})
+    assert not stranger.is_valid({**event.to_dict(), "group": "someone"})
+    sink = RecordingSink()
+    output = RecognitionOutput(sink, 60)
+    output.people([person("p1", "Alice")])
+    output.sighting(Identity("Alice", 0.7, "m", "p1"), "door", "1765100000.123456-abc123", 1765100001.0)
+    output.expire(now=1765100100.0)
+    for state in sink.presence:
+        presence.validate(state.to_dict())
+    assert [s.state for s in sink.presence] == ["absent", "present", "absent"]

@@ -133,6 +133,13 @@ def _open_engine(path: Path, config: HailoConfig, input_size: tuple[int, int]) -
     )  # fmt: skip
 
 
+def _open_embedder(path: Path, config: HailoConfig, mean: float, std: float) -> HailoEmbedderRuntime:
+    """A face embedder HEF on a VDevice of its own (`nvr faces`); the HEF normalises its input itself, so
+    the family's mean and std are not applied. In the daemon it sits beside the detector instead
+    (HailoEngine(..., embedder_hef=...).embedder_runtime())."""
+    return open_embedder_runtime(path, config.settings())
+
+
 def _hailort_installed() -> bool:
     return importlib.util.find_spec("hailo_platform") is not None
 

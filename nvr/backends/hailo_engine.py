@@ -180,6 +180,8 @@ class HailoEngine:
         while session is not None:
             try:
                 self._serve(session)
+                if session.embedder is not None:  # faces not yet on the device will not be
+                    session.embedder.fail_pending("the Hailo engine closed")
                 session.close(drain_s=min(5.0, self.settings.hang_timeout_s))
                 return
             except _RestartError as why:

@@ -88,6 +88,13 @@ def _cross_checks(config: NvrConfig) -> list[tuple[Path_, str]]:
             )
         else:
             first_index[key] = index
+    if config.recognition.enabled and config.capture.snapshot_width == 0:
+        problems.append(
+            (
+                ("capture", "snapshot_width"),
+                "recognition needs the frame images faces are cut from: set snapshot_width/height (not 0)",
+            )
+        )
     return problems
 
 
