@@ -254,7 +254,8 @@ def test_stranger_groups_name_merge_and_remove(tmp_path: Path, enroller) -> None
         assert client.get(f"/api/strangers/{obama}/crops/{listed[biden]['crops'][0]}").status == 404
         assert client.send("POST", f"/api/strangers/{obama}/merge", {"into": "../people"}).status == 400
         merged = client.send("POST", f"/api/strangers/{kit}/merge", {"into": biden})
-        assert merged.status == 200 and store.group(kit) is None and store.group(biden).sightings == 2
+        into = store.group(biden)
+        assert merged.status == 200 and store.group(kit) is None and into is not None and into.sightings == 2
         named = client.send("POST", f"/api/strangers/{obama}/name", {"name": "Barack Obama"})
         assert named.status == 200 and named.json()["person"]["name"] == "Barack Obama"
         person = library.person("Barack Obama")

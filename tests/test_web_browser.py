@@ -27,6 +27,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from web_support import PASSWORD, Client
 
 from nvr.contracts.alignment import align_face
+from nvr.contracts.arrays import FloatArray
 from nvr.detector import open_detector
 from nvr.families.arcface import open_embedder
 
@@ -148,7 +149,7 @@ def lin_group(ui: Ui) -> str | None:
     return best[1]
 
 
-def _lin_embedding() -> np.ndarray:  # type: ignore[type-arg]
+def _lin_embedding() -> FloatArray:
     image = np.asarray(Image.open(asset_path("faces/lin_manuel_miranda/1.png")).convert("RGB"))
     with open_detector(asset_path(DETECTOR), score_threshold=0.5) as detector:
         found = detector.detect(image)
@@ -156,7 +157,8 @@ def _lin_embedding() -> np.ndarray:  # type: ignore[type-arg]
     aligned = align_face(image, found.landmarks[largest], found.landmark_names)
     assert aligned is not None
     with open_embedder(asset_path(EMBEDDER)) as embedder:
-        return embedder.embed(aligned[None])[0]
+        vector: FloatArray = embedder.embed(aligned[None])[0]
+    return vector
 
 
 def test_a_stranger_group_appears_and_naming_it_names_the_next_event(ui: Ui) -> None:

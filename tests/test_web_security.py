@@ -274,4 +274,4 @@ def test_web_config_rules() -> None:
         {"password_credential": "../x"},
     ):
         with pytest.raises(ValueError):
-            WebConfig(**bad)  # type: ignore[arg-type]
+            WebConfig(**bad)

@@ -3,7 +3,6 @@ real face library (and, where asked, the real detector and embedder), and a smal
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import io
 import json
@@ -19,7 +18,7 @@ from conftest import asset_path
 from PIL import Image
 
 from nvr.contracts.identity import Identity
-from nvr.events.payload import FaceEvent, FaceObservation, new_event_id
+from nvr.events.payload import EventType, FaceEvent, FaceObservation, new_event_id
 from nvr.recognition.library import FaceLibrary
 from nvr.web.app import create_web_server
 from nvr.web.config import WebConfig
@@ -46,36 +45,17 @@ def face_event(
     camera: str = "front",
     *,
     event_id: str | None = None,
-    kind: str = "new",
+    kind: EventType = "new",
     snapshot: bytes | None = None,
     identity: Identity | None = None,
     start: float | None = None,
 ) -> FaceEvent:
     start = time.time() if start is None else start
     face = FaceObservation(start, (40.0, 30.0, 120.0, 130.0), 0.87, ((60.0, 70.0),) * 5, LANDMARKS)
-    fields = {
-        "type": kind, "id": event_id or new_event_id(start), "camera": camera, "start_time": start,
-        "end_time": start + 1 if kind == "end" else None, "frame_size": (640, 360), "frames": 3,
-        "face": face, "best": face, "snapshot": snapshot,
-    }  # fmt: skip
-    if identity is not None and "identity" in {f.name for f in dataclasses.fields(FaceEvent)}:
-        fields["identity"] = identity
-        return FaceEvent(**fields)
-    if identity is not None:
-        return _IdentifiedEvent(**fields, identity=identity)
-    return FaceEvent(**fields)
-
-
-@dataclass(frozen=True, slots=True)
-class _IdentifiedEvent(FaceEvent):
-    """Until the event stage carries identities itself: the payload with its `identity` object."""
-
-    identity: Identity | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        payload = FaceEvent.to_dict(self)
-        payload["identity"] = self.identity.to_dict() if self.identity is not None else None
-        return payload
+    return FaceEvent(
+        kind, event_id or new_event_id(start), camera, start, start + 1 if kind == "end" else None,
+        (640, 360), 3, face, face, snapshot=snapshot, identity=identity,
+    )  # fmt: skip
 
 
 @dataclass
