@@ -20,6 +20,7 @@ from nvr.config.source import ConfigFileError, Path_, SourceDocument, format_pat
 from nvr.events.config import EventFileConfig, EventsConfig
 from nvr.mqtt.config import MqttConfig
 from nvr.recognition.config import RecognitionConfig
+from nvr.web.config import WebConfig
 
 
 class NvrConfig(StrictModel):
@@ -38,6 +39,7 @@ class NvrConfig(StrictModel):
     recognition: RecognitionConfig = RecognitionConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     state_dir: Path | None = Field(
         default=None, description="outbox, event files; default $STATE_DIRECTORY or ~/.local/state/nvr"
     )

@@ -27,6 +27,7 @@ from nvr.daemon.recognition import hailo_embedder_hef
 from nvr.daemon.sdnotify import SystemdNotifier
 from nvr.daemon.stats import STALL_AFTER, DaemonStats
 from nvr.daemon.watch import FileWatcher
+from nvr.daemon.web import DaemonWeb
 from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
 from nvr.errors import ExitCode
 from nvr.logsetup import configure_logging, set_level
@@ -34,7 +35,7 @@ from nvr.metrics import MetricsServer
 
 # Sections a reload does not apply (a warning says so); the rest, and cameras[], apply at once.
 RESTART_SECTIONS = (
-    "detector", "mqtt", "events", "event_file", "metrics", "instance", "state_dir", "recognition",
+    "detector", "mqtt", "events", "event_file", "metrics", "instance", "state_dir", "recognition", "web",
 )  # fmt: skip
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,7 @@ class Daemon:
         self._pipeline: DetectionPipeline | None = None
         self._events: EventOutput | None = None
         self._metrics: MetricsServer | None = None
+        self._web: DaemonWeb | None = None
         self._model: DetectionModel | None = None
         self.stats: DaemonStats | None = None
 
@@ -97,6 +99,8 @@ class Daemon:
         removed = remove_stale_segments(config.instance)
         if removed:
             log.warning("removed shared memory left by a previous run", segments=removed)
+        # The web UI binds its port and reads its password first: a problem is exit 3 before models load.
+        self._web = DaemonWeb(config, self.config_path) if config.web.enabled else None
         config_dir = self.config_path.parent
         # Recognition's embedder HEF goes on the detector's VDevice: both networks on the one Hailo.
         embedder_hef = hailo_embedder_hef(config, config_dir)
@@ -104,8 +108,9 @@ class Daemon:
         self._model = model
         engine_embedder = getattr(model.engine, "embedder", None)
         hailo_embedder = engine_embedder() if callable(engine_embedder) else None
+        recent = self._web.recent.wrap if self._web is not None else None  # the web UI's view of events
         self._events = open_event_output(
-            config, [c.name for c in config.enabled_cameras], config_dir, hailo_embedder
+            config, [c.name for c in config.enabled_cameras], config_dir, hailo_embedder, wrap=recent
         )
         self._ready_queue = capture_context().Queue()
         capture = config.capture
@@ -130,6 +135,8 @@ class Daemon:
                 config.metrics.host, config.metrics.port, self.stats.collect, self.stats.health
             )
             self._metrics.start()
+        if self._web is not None:
+            self._web.start(self.stats, self._events, model.backend)
         pipeline.start()
         self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         self._notifier.ready(self._describe_status())
@@ -230,6 +237,8 @@ class Daemon:
             self._events.close(timeout=max(0.5, deadline - time.monotonic() - 1.5))
         if self._metrics is not None:
             self._metrics.stop()
+        if self._web is not None:
+            self._web.stop()
         if self._model is not None:
             # The engine lets its jobs in flight finish (within the budget), then frees the device.
             self._model.close(timeout=max(0.5, deadline - time.monotonic() - 0.5))

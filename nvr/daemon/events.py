@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -90,23 +90,25 @@ def open_event_output(
     cameras: list[str],
     config_dir: Path | None = None,
     hailo_embedder: EmbedderLike | None = None,
+    wrap: Callable[[DaemonSink], DaemonSink] | None = None,
 ) -> EventOutput:
     """The stages after detection and their sink; `hailo_embedder`: recognition's embedder on the detector's
-    VDevice, when both are HEFs."""
+    VDevice, when both are HEFs; `wrap` puts an observer (the web UI's recent events) before the sink."""
     config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
+    wrap = wrap or (lambda sink: sink)
     if mqtt is not None:
         # Opens the outbox (in the state dir unless mqtt.outbox.path is set) and connects in the background.
         mqtt_sink = MqttSink(
             mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        stages, setup = _stages(config, mqtt_sink, cameras, config_dir, hailo_embedder)
+        stages, setup = _stages(config, wrap(mqtt_sink), cameras, config_dir, hailo_embedder)
         output = EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher, setup)
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    stages, setup = _stages(config, sink, cameras, config_dir, hailo_embedder)
+    stages, setup = _stages(config, wrap(sink), cameras, config_dir, hailo_embedder)
     return EventOutput(stages, sink, description, recognition=setup)
