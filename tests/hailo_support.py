@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ def device_held_by_another_process(lock_dir: Path) -> Iterator[None]:
 
 
 @pytest.fixture
-def hailo_logs() -> Iterator[list[dict[str, Any]]]:
+def hailo_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """structlog events logged during the test (from any thread), as dicts: event, log_level, keys."""
     with structlog.testing.capture_logs() as logs:
         yield logs

@@ -21,6 +21,7 @@ from hef_synth import SYNTHETIC_LABEL, synthetic_hailo8_scrfd
 
 from nvr.backends.hailo import HailoEngine, HailoSettings, open_embedder_runtime, open_hailo_embedder
 from nvr.contracts.alignment import align_face
+from nvr.contracts.arrays import FloatArray
 from nvr.contracts.frameref import ArrayFrame
 from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.detector import open_detector
@@ -80,7 +81,8 @@ def cpu_embeddings(asset: Callable[[str], Path], faces: npt.NDArray[np.uint8]) -
         for f in faces
     ]
     vectors = np.asarray(rows, np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: FloatArray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalised
 
 
 def names_by_nearest_person(vectors: npt.NDArray[np.float32], names: list[str]) -> list[str | None]:
@@ -230,7 +232,7 @@ def test_detector_and_embedder_share_one_vdevice(
         for i in range(12):
             engine.submit(ArrayFrame(frame, i))
         vectors = embedder.embed(faces)  # while detection jobs are in flight
-        got = []
+        got: list[object] = []
         while len(got) < 12:
             result = engine.get_result(timeout=60)
             assert result is not None
