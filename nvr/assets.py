@@ -26,9 +26,17 @@ def assets_dir() -> Path:
 
 def systemd_state_directory() -> Path | None:
     """systemd's `$STATE_DIRECTORY` (StateDirectory=, /var/lib/nvr) when running as the service: the first
-    folder if it lists several (separated by ':'); None otherwise."""
+    folder if it lists several (separated by ':'). Run by hand as the service user (`sudo -u nvr nvr ...`),
+    that user's home when it lies in /var/lib: install.sh makes the state folder the service user's home,
+    so the command sees the daemon's files (face library, model store). None otherwise."""
     value = os.environ.get("STATE_DIRECTORY")
-    return Path(value.split(":")[0]) if value else None
+    if value:
+        return Path(value.split(":")[0])
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home directory known for this user
+        return None
+    return home if home.parent == Path("/var/lib") else None
 
 
 def models_dir() -> Path:

@@ -63,7 +63,7 @@ def test_json_for_programs(capsys: pytest.CaptureFixture[str]) -> None:
     doc: dict[str, Any] = json.loads(out)
     assert list(doc) == [
         "format_version", "file", "header_version", "min_hailort", "hw_arch", "hw_arch_name", "arch_family",
-        "sdk_version", "extensions", "per_feature_quantization", "network_groups",
+        "sdk_version", "extensions", "per_feature_quantization", "network_groups", "hailort",
     ]  # fmt: skip
     assert (doc["file"], doc["header_version"], doc["min_hailort"]) == (str(path), 2, "4.20")
     assert (doc["hw_arch"], doc["hw_arch_name"], doc["arch_family"]) == (3, "HAILO8L", "Hailo-8L")

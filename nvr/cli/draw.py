@@ -33,3 +33,23 @@ def save_annotated(image: RgbImage, detections: Detections, out_dir: Path, sourc
     target = out_dir / f"{source.stem}.jpg"
     draw_detections(image, detections).save(target, quality=90)
     return target
+
+
+def save_identified(
+    image: RgbImage,
+    detections: Detections,
+    labels: list[tuple[str, float]],
+    out_dir: Path,
+    source: Path,
+) -> Path:
+    """Like `save_annotated`, with each face's name (or "unknown") and match score above its box."""
+    canvas = draw_detections(image, detections)
+    pen = ImageDraw.Draw(canvas)
+    for face, (name, score) in zip(detections, labels, strict=True):
+        x1, _, _, y2 = face.box
+        colour = (255, 64, 64) if name == "unknown" else (64, 255, 64)
+        pen.text((x1, y2 + 2), f"{name} {score:.2f}", fill=colour)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{source.stem}.jpg"
+    canvas.save(target, quality=90)
+    return target

@@ -26,7 +26,6 @@ BLAZEFACE_LANDMARKS: tuple[str, ...] = (
 )
 
 
-
 @dataclass(frozen=True, slots=True)
 class Face:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original-image pixels

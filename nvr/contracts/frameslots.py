@@ -85,7 +85,6 @@ _SLOT_HEADER = np.dtype(
 )
 
 
-
 class FrameReady(NamedTuple):
     """Notification from a producer: `slot` of `camera`'s ring now holds frame `frame_index`."""
 

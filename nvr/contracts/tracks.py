@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from nvr.contracts.arrays import IndexArray
+from nvr.contracts.arrays import FloatArray, IndexArray, RgbImage
 from nvr.contracts.frameresult import FrameResult
 from nvr.contracts.identity import Identity
 
@@ -42,6 +42,15 @@ class EndedTrack:
 
 
 @dataclass(frozen=True, slots=True)
+class StrangerEvidence:
+    """Why a track is a stranger: the mean of its best embeddings, and its best aligned face (112x112)."""
+
+    embedding: FloatArray
+    crop: RgbImage
+    model: str  # the embedding model's id
+
+
+@dataclass(frozen=True, slots=True)
 class TrackedFrame:
     camera: str
     # The frame, or None when tracks end without one (camera quiet for `end_after`, or shutting down).
@@ -51,6 +60,9 @@ class TrackedFrame:
     ended: tuple[EndedTrack, ...] = ()
     # Filled downstream of tracking by the recognition stage: who each track is, by track id.
     identities: dict[int, Identity] = field(default_factory=dict)
+    # Tracks the recognition stage just decided are strangers (once per track), with the evidence the event
+    # stage records them with (it knows the event id).
+    strangers: dict[int, StrangerEvidence] = field(default_factory=dict)
 
     def track_ids(self) -> IndexArray:
         """The track id of each of the frame's detections, `NOT_TRACKED` for those the tracker ignored."""

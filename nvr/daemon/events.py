@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from nvr.assets import systemd_state_directory
 from nvr.config import NvrConfig
+from nvr.daemon.recognition import RecognitionSetup, open_recognition
 from nvr.daemon.stages import FaceStages
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
+from nvr.recognition.output import RecognitionSink
+from nvr.recognition.stage import EmbedderLike
 
 log = structlog.get_logger(__name__)
 
@@ -33,9 +37,15 @@ class EventOutput:
     publisher."""
 
     def __init__(
-        self, stage: FaceStages, sink: EventSink, description: str, publisher: MqttPublisher | None = None
+        self,
+        stage: FaceStages,
+        sink: EventSink,
+        description: str,
+        publisher: MqttPublisher | None = None,
+        recognition: RecognitionSetup | None = None,
     ) -> None:
         self.stage = stage
+        self.recognition = recognition or RecognitionSetup()
         self.sink = sink
         self.description = description
         self.publisher = publisher
@@ -56,24 +66,49 @@ class EventOutput:
         try:
             self.stage.close()
         finally:
+            self.recognition.close()
             if self.publisher is not None:
                 self.publisher.stop(max(0.5, timeout))
             else:
                 self.sink.close()
 
 
-def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
+class DaemonSink(EventSink, RecognitionSink, Protocol):
+    """What the daemon's sinks (MQTT, the no-broker file) take: events, and recognition's output."""
+
+
+def _stages(
+    config: NvrConfig, sink: DaemonSink, cameras: list[str], config_dir: Path, hailo: EmbedderLike | None
+) -> tuple[FaceStages, RecognitionSetup]:
+    setup = open_recognition(config, config_dir, state_dir(config), sink, hailo)
+    wiring = (setup.output, setup.factory) if setup.output is not None and setup.factory is not None else None
+    return FaceStages(config.events, sink, cameras, recognition=wiring), setup
+
+
+def open_event_output(
+    config: NvrConfig,
+    cameras: list[str],
+    config_dir: Path | None = None,
+    hailo_embedder: EmbedderLike | None = None,
+    wrap: Callable[[DaemonSink], DaemonSink] | None = None,
+) -> EventOutput:
+    """The stages after detection and their sink; `hailo_embedder`: recognition's embedder on the detector's
+    VDevice, when both are HEFs; `wrap` puts an observer (the web UI's recent events) before the sink."""
+    config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
+    wrap = wrap or (lambda sink: sink)
     if mqtt is not None:
         # Opens the outbox (in the state dir unless mqtt.outbox.path is set) and connects in the background.
         mqtt_sink = MqttSink(
             mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        stages = FaceStages(config.events, mqtt_sink, cameras)
-        return EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher)
+        stages, setup = _stages(config, wrap(mqtt_sink), cameras, config_dir, hailo_embedder)
+        output = EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher, setup)
+        return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
     sink = JsonLinesSink(file_config)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    return EventOutput(FaceStages(config.events, sink, cameras), sink, description)
+    stages, setup = _stages(config, wrap(sink), cameras, config_dir, hailo_embedder)
+    return EventOutput(stages, sink, description, recognition=setup)

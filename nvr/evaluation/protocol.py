@@ -32,7 +32,6 @@ IOU_THRESHOLD = 0.5
 THRESHOLD_COUNT = 1000
 
 
-
 @dataclass(frozen=True, slots=True)
 class SettingResult:
     setting: str

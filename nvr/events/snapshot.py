@@ -91,17 +91,17 @@ ALIGN_MARGIN = 0.35
 class SnapshotMaker:
     """Applies the snapshot settings: what to copy from a frame, and how to encode it."""
 
-    def __init__(self, config: SnapshotConfig) -> None:
+    def __init__(self, config: SnapshotConfig, keep_aligned: bool = False) -> None:
         self.config = config
+        self._copy_margin = ALIGN_MARGIN if config.aligned or keep_aligned else None
 
     def capture(
         self, image: RgbImage, scale: float, box: FloatArray, landmarks: FloatArray, names: tuple[str, ...]
     ) -> FaceCrop | None:
         if not self.config.enabled:
             return None
-        copy_margin = ALIGN_MARGIN if self.config.aligned else None
         return crop_face(
-            image, scale, box, landmarks, names, margin=self.config.margin, copy_margin=copy_margin
+            image, scale, box, landmarks, names, margin=self.config.margin, copy_margin=self._copy_margin
         )
 
     def encode(self, crop: FaceCrop) -> bytes:

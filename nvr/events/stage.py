@@ -10,16 +10,25 @@ from nvr.events.lifecycle import CameraEvents
 from nvr.events.payload import FaceEvent
 from nvr.events.sink import EventSink
 from nvr.events.snapshot import SnapshotMaker
+from nvr.recognition.output import RecognitionOutput
 
 
 class EventStage:
     """Runs on the thread that receives tracked frames (`handle` and `close` from that one thread); the sink
     does the (durable, asynchronous) delivery."""
 
-    def __init__(self, config: EventsConfig, sink: EventSink, cameras: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        config: EventsConfig,
+        sink: EventSink,
+        cameras: Iterable[str] = (),
+        recognition: RecognitionOutput | None = None,
+    ) -> None:
         self._config = config
         self._sink = sink
-        self._snapshots = SnapshotMaker(config.snapshot)
+        self._recognition = recognition
+        # With recognition, every event keeps its best face with room for the aligned crop.
+        self._snapshots = SnapshotMaker(config.snapshot, keep_aligned=recognition is not None)
         self._cameras: dict[str, CameraEvents] = {}
         self._counts: dict[str, int] = {}
         self.events_out = 0
@@ -39,13 +48,20 @@ class EventStage:
     def _camera(self, name: str) -> CameraEvents:
         camera = self._cameras.get(name)
         if camera is None:
-            camera = self._cameras[name] = CameraEvents(name, self._config, self._snapshots)
+            camera = self._cameras[name] = CameraEvents(
+                name, self._config, self._snapshots, self._recognition
+            )
         return camera
 
     def _emit(self, camera: CameraEvents, events: list[FaceEvent]) -> None:
         if events:
             self._sink.publish_events(events)
             self.events_out += len(events)
+        if camera.strangers and self._recognition is not None:
+            # After the event's messages: a consumer of the stranger event finds its snapshot published.
+            for stranger, evidence in camera.strangers:
+                self._recognition.stranger(stranger, evidence)
+            camera.strangers.clear()
         if self._counts.get(camera.camera) != camera.open_count:
             self._publish_count(camera.camera, camera.open_count)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from nvr.errors import ConfigError
 from nvr.events.payload import FaceEvent, end_after_restart
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.config import MqttConfig
+from nvr.mqtt.discovery import person_discovery, person_discovery_topic, stranger_discovery
 from nvr.mqtt.outbox import NewMessage
 from nvr.mqtt.writer import OpenEvent
+from nvr.recognition.presence import PeopleChange, PresenceState
+from nvr.recognition.strangers import StrangerEvent
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +45,7 @@ class MqttSink:
             publisher = MqttPublisher(config, cameras, state_dir=state_dir)
         self.publisher = publisher
         self._topics = publisher.topics
+        self._config = config
         self._max_bytes = config.max_message_bytes
         self._retain_snapshots = retain_snapshots
         self.events_rejected = 0  # events that could not be encoded or were too large
@@ -152,6 +157,51 @@ class MqttSink:
     def publish_face_count(self, camera: str, count: int) -> None:
         if self._known_camera(camera):
             self.publisher.set_state(self._topics.count(camera), str(count).encode())
+
+    # -- recognition ---------------------------------------------------------------------------------------
+
+    def enable_strangers(self, camera: str) -> None:
+        """Announce `camera`'s stranger event entity to Home Assistant (cameras with recognition on)."""
+        if self._known_camera(camera) and self._config.discovery.enabled:
+            self.publisher.set_state(*stranger_discovery(self._config, camera))
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        if not self._known_camera(event.camera):
+            return
+        payload = json.dumps(event.to_dict(), separators=(",", ":")).encode()
+        topic = self._topics.stranger(event.camera)
+        self.publisher.send([NewMessage(event.camera, topic, payload, 1, False, JSON, event.event_id)])
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        """Retained person states, through the outbox (in order with the events that caused them)."""
+        messages = [
+            NewMessage(
+                state.camera or "",
+                self._topics.person(state.slug),
+                json.dumps(state.to_dict(), separators=(",", ":")).encode(),
+                1,
+                True,
+                JSON,
+                state.event_id,
+            )
+            for state in states
+        ]
+        if messages:
+            self.publisher.send(messages)
+
+    def publish_people(self, change: PeopleChange) -> None:
+        """Home Assistant entities follow the library: created on enrolment, kept (with a new state topic)
+        on a rename, removed on removal; a topic no longer used has its retained state cleared."""
+        cleared = [before.slug for before, _ in change.renamed] + [p.slug for p in change.removed]
+        if self._config.discovery.enabled:
+            for person in change.current:
+                self.publisher.set_state(*person_discovery(self._config, person.id, person.name, person.slug))
+            for person in change.removed:
+                self.publisher.set_state(person_discovery_topic(self._config, person.id), b"")
+        messages = [NewMessage("", self._topics.person(slug), b"", 1, True) for slug in cleared]
+        if messages:
+            self.publisher.send(messages)
+        self.publish_presence(change.states)
 
     def close(self, timeout: float = 5.0) -> None:
         self.publisher.stop(timeout)
