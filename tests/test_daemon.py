@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -53,6 +54,15 @@ def test_run_reload_and_shutdown(tmp_path: Path) -> None:
         daemon.wait_for_log(lambda line: str(line.get("event", "")).startswith("face new"), 60, "face new")
         events = read_event_lines(tmp_path / "state" / "events.jsonl")
         assert events and events[0]["type"] == "new" and events[0]["camera"] == "hall"
+        # Its snapshot is a file in the state dir, named in the line (written off the detection thread).
+        snapshot = Path(events[0]["snapshot_path"])
+        assert events[0]["snapshot"]
+        assert snapshot == tmp_path / "state" / "snapshots" / f"{events[0]['id']}.jpg"
+        for _ in range(100):
+            if snapshot.is_file():
+                break
+            time.sleep(0.05)
+        assert snapshot.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
         fields = daemon.notify.fields()
         assert "READY=1" in fields and any(f.startswith("STATUS=") for f in fields)
         notify = daemon.notify

@@ -11,6 +11,7 @@ import structlog
 from nvr.config import NvrConfig
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
+from nvr.events.snapshot_store import SnapshotFilesSink, SnapshotStore
 from nvr.events.stage import EventStage
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
@@ -39,6 +40,7 @@ class EventOutput:
         self.description = description
         self.publisher = publisher
         self.stats_provider: Callable[[], Mapping[str, object]] | None = None  # for <prefix>/stats
+        self.snapshots: SnapshotStore | None = None  # <state dir>/snapshots/<event id>.jpg
 
     def close(self, timeout: float) -> None:
         """End open events (their `end` messages go into the outbox), deliver what can be delivered within
@@ -50,10 +52,14 @@ class EventOutput:
                 self.publisher.stop(max(0.5, timeout))
             else:
                 self.sink.close()
+            if self.snapshots is not None:
+                self.snapshots.close()
 
 
 def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
     mqtt = config.mqtt
+    # Each event's snapshot as <state dir>/snapshots/<event id>.jpg, with or without a broker.
+    snapshots = SnapshotStore.for_config(state_dir(config), config.events.snapshot)
     if mqtt is not None:
         output: EventOutput | None = None
 
@@ -67,11 +73,15 @@ def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
             stats_provider=stats,
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        output = EventOutput(EventStage(config.events, mqtt_sink, cameras), mqtt_sink, description)
+        sink: EventSink = mqtt_sink if snapshots is None else SnapshotFilesSink(mqtt_sink, snapshots)
+        output = EventOutput(EventStage(config.events, sink, cameras), sink, description)
         output.publisher = mqtt_sink.publisher
+        output.snapshots = snapshots
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
-    sink = JsonLinesSink(file_config)
+    file_sink = JsonLinesSink(file_config, snapshots)
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
-    return EventOutput(EventStage(config.events, sink, cameras), sink, description)
+    output = EventOutput(EventStage(config.events, file_sink, cameras), file_sink, description)
+    output.snapshots = snapshots
+    return output
