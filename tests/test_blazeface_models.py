@@ -28,7 +28,7 @@ from nvr.contracts.faces import BLAZEFACE_LANDMARKS, Detections
 from nvr.contracts.imaging import load_rgb
 from nvr.daemon.model import open_configured_detector
 from nvr.detector import FaceDetector, open_detector
-from nvr.errors import ExitCode, ModelError
+from nvr.errors import ExitCode, InputFileError, ModelError
 from nvr.postprocess.blazeface import BlazeFacePostprocessor
 
 # name -> (model file, backend, input size); ONNX files are exported from the port's weights per session.
@@ -219,10 +219,10 @@ def test_a_model_that_does_not_fit_the_request_is_a_model_error(
     assert message in capsys.readouterr().err
 
 
-def test_an_unreadable_tflite_file_is_a_model_error(tmp_path: Path) -> None:
+def test_an_unreadable_tflite_file_is_an_input_file_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"not a flatbuffer" * 64)
-    with pytest.raises(ModelError, match=r"broken\.tflite: not a loadable TFLite model"):
+    with pytest.raises(InputFileError, match=r"broken\.tflite: not a loadable TFLite model"):
         open_detector(bad)
 
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from nvr.cli import main
@@ -43,6 +44,25 @@ def test_detect_json_lines(asset: Callable[[str], Path], tmp_path: Path) -> None
     assert drawn == ["cospectrum_newton.jpg", "insightface_t1.jpg"]
     with Image.open(tmp_path / "insightface_t1.jpg") as img:
         assert img.size == (1280, 886)
+
+
+def test_a_model_file_at_fault_exits_4_and_a_model_nvr_cannot_use_exits_5(
+    asset: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's story: missing, unreadable or not a model at all is the input file's fault (4); a
+    readable model that is not a face detector nvr runs (or not for this chip or backend) is 5."""
+    image = str(asset("images/hollance_1face.png"))
+    junk_onnx, junk_tflite = tmp_path / "junk.onnx", tmp_path / "junk.tflite"
+    junk_onnx.write_bytes(b"not a protobuf")
+    junk_tflite.write_bytes(b"not a flatbuffer" * 64)
+    for model in (tmp_path / "missing.onnx", junk_onnx, junk_tflite):
+        assert main(["detect", image, "--model", str(model)]) == ExitCode.INPUT
+        assert capsys.readouterr().err.startswith(f"nvr: error: {model}: ")
+    embedder = asset("models/recognition/fr_feature_512.onnx")
+    assert main(["detect", image, "--model", str(embedder)]) == ExitCode.MODEL
+    assert "expected 9 SCRFD outputs" in capsys.readouterr().err
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "4 input file (missing, unreadable or not a model)" in readme
 
 
 def test_threshold_changes_the_answer(asset: Callable[[str], Path], capsys: object) -> None:

@@ -51,6 +51,6 @@ def test_bad_model_files(tmp_path: Path) -> None:
         OnnxBackend(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a protobuf")
-    with pytest.raises(ModelError) as caught:
+    with pytest.raises(InputFileError) as caught:  # the file is at fault, like a missing one: exit 4
         OnnxBackend(junk)
-    assert str(junk) in caught.value.message and caught.value.exit_code == ExitCode.MODEL
+    assert str(junk) in caught.value.message and caught.value.exit_code == ExitCode.INPUT

@@ -4,13 +4,15 @@ Each image goes through the whole `nvr detect` path (letterbox with the one resi
 postprocessing); decoding the image files is done beforehand and not counted. CPU time is the process's
 (all threads: ONNX Runtime's pool, HailoRT's), so "cores" shows how much of the machine a model takes.
 With no --model, every catalogue model present locally is measured: ONNX models on the CPU, HEFs on the
-Hailo (reported as unavailable when there is no HailoRT or device).
+Hailo (reported as unavailable when there is no HailoRT or device). A model named with --model that cannot be
+measured is an error: the others are still measured, and the exit code is the first failure's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,15 +70,17 @@ def run_detect(args: argparse.Namespace) -> int:
         raise ModelError("no models here to measure: pass --model FILE, or fetch one with nvr models pull")
     if not args.json:
         print(f"{'model':<34} {'backend':<8} {'images/s':>9} {'CPU ms/image':>13} {'cores':>6} {'faces':>6}")
+    failed: NvrError | None = None
     for model, backend in targets:
         try:
             result = bench_model(model, backend, images, seconds=args.seconds, count=args.count)
         except NvrError as exc:  # one unusable model (no Hailo here, wrong chip) does not stop the others
-            print(
-                json.dumps({"model": str(model), "error": exc.message})
-                if args.json
-                else f"{model.name}: {exc}"
-            )
+            if args.json:
+                print(json.dumps({"model": str(model), "error": exc.message}), flush=True)
+            print(f"nvr: error: {exc.message}", file=sys.stderr, flush=True)
+            # A model the user named must be measured; the catalogue sweep only reports what is absent.
+            if args.model and failed is None:
+                failed = exc
             continue
         if args.json:
             print(json.dumps(asdict(result)))
@@ -85,7 +89,7 @@ def run_detect(args: argparse.Namespace) -> int:
                 f"{Path(result.model).name:<34} {result.backend:<8} {result.images_per_second:>9.1f} "
                 f"{result.cpu_ms_per_image:>13.1f} {result.cpu_cores:>6.2f} {result.faces_per_image:>6.1f}"
             )
-    return 0
+    return int(failed.exit_code) if failed is not None else 0
 
 
 def bench_model(
