@@ -134,7 +134,8 @@ def test_an_unclosed_quote_is_reported_where_it_begins_not_at_the_end_of_the_fil
 
 
 def test_an_unclosed_bracket_is_reported_where_it_begins(tmp_path: Path) -> None:
-    text = "cameras:\n  - name: door\n    url: rtsp://a/s\n    region: [[0, 0], [1, 0], [1, 1]\n    masks: []\n"
+    text = "cameras:\n  - name: door\n    url: rtsp://a/s\n    region: [[0, 0], [1, 0], [1, 1]\n"
+    text += "    masks: []\n"
     [problem] = problems(write(tmp_path, text))
     assert problem.startswith(f"{tmp_path}/nvr.yml:4: not valid YAML: the '[' list that starts here")
     assert "at line 5" in problem

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nvr.backends.onnx import OnnxBackend
-from nvr.errors import ExitCode, InputFileError, ModelError
+from nvr.errors import ExitCode, InputFileError
 
 SCRFD_FILES = [
     "det_500m.onnx",

@@ -36,7 +36,8 @@ class TfliteBackend:
             )
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise InputFileError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+            reason = str(exc).splitlines()[0]
+            raise InputFileError(f"{path}: not a loadable TFLite model ({reason})") from None
         inputs = self._interpreter.get_input_details()
         shape = tuple(int(d) for d in inputs[0]["shape"]) if len(inputs) == 1 else ()
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
