@@ -45,8 +45,11 @@ run_step() {
     exit "$status"
   fi
   printf ' done (%d s)\n' $((SECONDS - start))
-  grep -E '^(WARNING|ERROR|E): ' "$step_log" || true
+  grep -E '^(WARNING|ERROR|E): ' "$step_log" | grep -v -E "$not_the_users_business" || true
 }
+# Warnings a successful step may print that need nothing from the user: a configured package index that
+# lacks a project (pip looks elsewhere), a retried download.
+not_the_users_business="is ignored: it is neither a file nor a directory|^WARNING: Retrying "
 
 runtime_debs=(python3 python3-venv python3-pip)
 test_debs=(mosquitto mosquitto-clients openssl ffmpeg systemd
