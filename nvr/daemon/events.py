@@ -53,7 +53,7 @@ class EventOutput:
             else:
                 self.sink.close()
             if self.snapshots is not None:
-                self.snapshots.close()
+                self.snapshots.close(timeout=1.0)  # a few small files; a stuck disk must not hold the exit
 
 
 def open_event_output(config: NvrConfig, cameras: list[str]) -> EventOutput:
