@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jsonschema
+import pytest
 from mqtt_child import synthetic_event
 from PIL import Image
 from video_faces import empty_frame, video_frames
 
+from nvr.errors import ConfigError, ExitCode
 from nvr.events.config import EventFileConfig, EventsConfig, SnapshotConfig, TrackerConfig
 from nvr.events.payload import SCHEMA_PATH, FaceEvent
 from nvr.events.sink import JsonLinesSink, read_event_lines
@@ -170,3 +172,11 @@ def test_the_store_follows_the_snapshot_settings(tmp_path: Path) -> None:
     assert store is not None
     assert (store.directory, store.keep_files, store.max_age) == (tmp_path / "snapshots", 5, 43200.0)
     store.close()
+
+
+def test_a_snapshot_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state folder should be")
+    with pytest.raises(ConfigError) as info:
+        SnapshotStore.for_config(blocker, SnapshotConfig())
+    assert info.value.exit_code == ExitCode.CONFIG and str(blocker / "snapshots") in info.value.message

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from nvr.errors import ConfigError
 from nvr.events.config import SnapshotConfig
 from nvr.events.payload import FaceEvent
 from nvr.events.sink import EventSink
@@ -58,7 +59,11 @@ class SnapshotStore:
         self.dropped = 0
         self.removed = 0
         self.failed = 0
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"snapshot folder {directory}: cannot create it ({reason})") from None
         self._thread = threading.Thread(target=self._run, name="snapshot-files", daemon=True)
         self._thread.start()
 
