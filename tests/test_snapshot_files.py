@@ -115,7 +115,9 @@ def test_files_older_than_keep_days_are_removed_also_those_of_a_previous_run(tmp
     ]
 
 
-def test_a_slow_disk_never_blocks_the_caller_and_the_line_then_promises_nothing(tmp_path: Path) -> None:
+def test_a_slow_disk_never_blocks_the_caller_and_the_line_then_promises_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = SnapshotStore(tmp_path / "snapshots", keep_files=100, keep_days=7, queue_size=2)
     stuck, release = threading.Event(), threading.Event()
     write = store._write
@@ -125,7 +127,7 @@ def test_a_slow_disk_never_blocks_the_caller_and_the_line_then_promises_nothing(
         release.wait(30)
         write(event_id, data)
 
-    store._write = slow_write  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "_write", slow_write)
     sink = JsonLinesSink(EventFileConfig(path=tmp_path / "events.jsonl"), store)
     events = [with_snapshot(k * 5) for k in range(5)]  # five events, one snapshot each
     sink.publish_event(events[0])
