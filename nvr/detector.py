@@ -1,35 +1,41 @@
 """A face detector = an inference backend + the postprocessor of its model family, with the letterbox between.
 
-`open_detector` picks both from the model file and the requested backend; it is what `nvr detect`,
-`nvr eval` and the benchmarks use, so they all see exactly the daemon's preprocessing.
+Both ways of running a model are opened here from a resolved model (`nvr.models.resolve`): `open_detector`
+gives a synchronous `FaceDetector` (one image per call: `nvr detect`, `nvr eval`, `nvr models verify`, the
+benchmarks), `open_detection_model` the engine the daemon's detection pipeline drives (the Hailo engine
+with several frames in flight, or a CPU backend behind a `SyncEngine`). Either way the backend comes from
+the backend registry, the family from the family registry (named, or recognised from the model's output
+shapes), and the input normalisation and postprocessor from that family; with backend auto a HEF that
+cannot run here falls back to its CPU model (`open_with_fallback`, the one fallback policy).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nvr.backends.base import InferenceBackend
+from nvr.backends import PluginConfig, open_engine, plugin
+from nvr.backends.base import InferenceBackend, InferenceEngine, OutputShape
 from nvr.contracts.faces import Detections
 from nvr.contracts.imaging import RgbImage, letterbox_into
-from nvr.errors import InputFileError, ModelError
+from nvr.errors import ModelError
+from nvr.families import DetectorFamily, detector_family, recognise
+from nvr.models.resolve import ResolvedModel, open_with_fallback, resolve_model
 from nvr.postprocess.base import Postprocessor
 
-if TYPE_CHECKING:  # the backends import their runtimes; load them only when a model needs them
-    from nvr.backends.onnx import OnnxBackend
-    from nvr.backends.tflite import TfliteBackend
-
-BACKENDS = ("auto", "onnx", "tflite", "hailo")
-# Detector families: "auto" infers the family from the model (file type, output shapes).
-DETECTORS = ("auto", "scrfd", "blazeface")
+BackendConfigs = dict[str, PluginConfig]
 
 
 class FaceDetector:
-    def __init__(self, backend: InferenceBackend, postprocessor: Postprocessor) -> None:
+    def __init__(
+        self, backend: InferenceBackend, postprocessor: Postprocessor, path: Path | None = None
+    ) -> None:
         self.backend = backend
         self.postprocessor = postprocessor
+        self.path = path  # the model file (the CPU model's, after a fallback)
         # One model-input buffer, reused for every image.
         self._input = np.zeros((backend.input_height, backend.input_width, 3), np.uint8)
 
@@ -47,79 +53,110 @@ class FaceDetector:
         self.close()
 
 
+@dataclass
+class DetectionModel:
+    """What the detection pipeline runs: an engine, its postprocessor and the model input size."""
+
+    engine: InferenceEngine
+    postprocessor: Postprocessor
+    backend: str  # the registry key: "hailo", "onnx", "tflite"
+    input_width: int
+    input_height: int
+    # Frames the engine takes without dropping any: the pipeline never has more outstanding.
+    max_in_flight: int
+    path: Path
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.engine.close(timeout)
+
+
 def open_detector(
-    model: str | Path,
+    model: str | Path | ResolvedModel,
     backend: str = "auto",
     score_threshold: float = 0.5,
     input_width: int = 640,
     input_height: int = 640,
     *,
     detector: str = "auto",
+    configs: BackendConfigs | None = None,
 ) -> FaceDetector:
-    """Open `model` (.onnx or .tflite for the CPU; .hef for a Hailo) with the postprocessor its family needs.
+    """A synchronous detector for `model` (a catalogue name, a file, or an already resolved model).
 
-    `detector` names the family ("scrfd", "blazeface"); "auto" infers it: a .tflite file is MediaPipe's
-    BlazeFace, an ONNX model whose outputs are (N, 16) + (N, 1) over 896 or 2304 anchors is BlazeFace,
-    any other ONNX model SCRFD. BlazeFace models have a fixed input size, so `input_*` apply to SCRFD only.
+    `detector` names the family; "auto" recognises it from the model's outputs. `input_*` apply to models
+    whose input size is not fixed by the file (dynamic SCRFD exports). `configs` holds backends' settings
+    (`detector.<backend>`), defaults otherwise.
     """
-    path = Path(model)
-    if backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if detector not in DETECTORS:
-        raise ModelError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
-    if not path.exists():
-        raise InputFileError(f"{path}: no such model file")
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        if backend not in ("auto", "tflite"):
-            raise ModelError(f"{path}: .tflite models run on the tflite backend, not {backend}")
-        if detector == "scrfd":
-            raise ModelError(f"{path}: SCRFD is supported as .onnx or .hef, not .tflite")
-        from nvr.backends.tflite import TfliteBackend
-        from nvr.postprocess import blazeface
+    resolved = model if isinstance(model, ResolvedModel) else _resolve(model, backend, detector)
 
-        tflite = TfliteBackend(path, mean=blazeface.INPUT_MEAN, std=blazeface.INPUT_STD)
-        return _blazeface(tflite, path, score_threshold)
-    if suffix == ".onnx":
-        if backend not in ("auto", "onnx"):
-            raise ModelError(f"{path}: .onnx models run on the onnx backend, not {backend}")
-        from nvr.backends.onnx import OnnxBackend
-        from nvr.postprocess import blazeface
+    def open_one(chosen: ResolvedModel) -> FaceDetector:
+        runner = plugin(chosen.backend)
+        config = _config(chosen.backend, configs)
+        opened = runner.open_backend(chosen.path, config, _input_size(chosen, input_width, input_height))
+        try:
+            family = _family(chosen, opened.output_shapes)
+            opened.set_normalisation(family.input.mean, family.input.std)
+            width, height = opened.input_width, opened.input_height
+            post = family.postprocessor(width, height, opened.output_shapes, score_threshold)
+        except BaseException:
+            opened.close()
+            raise
+        return FaceDetector(opened, post, chosen.path)
 
-        if detector == "blazeface":
-            onnx = OnnxBackend(path, mean=blazeface.INPUT_MEAN, std=blazeface.INPUT_STD)
-            return _blazeface(onnx, path, score_threshold)
-        onnx = OnnxBackend(path, input_width, input_height)  # SCRFD's normalisation by default
-        if detector == "auto" and blazeface.blazeface_anchor_count(onnx.output_shapes) is not None:
-            # Re-open with BlazeFace's input normalisation (a small model: cheap, and only at start-up).
-            onnx = OnnxBackend(path, mean=blazeface.INPUT_MEAN, std=blazeface.INPUT_STD)
-            return _blazeface(onnx, path, score_threshold)
-        from nvr.postprocess.scrfd import ScrfdPostprocessor
+    return open_with_fallback(resolved, open_one)
 
-        return FaceDetector(onnx, ScrfdPostprocessor(onnx.input_width, onnx.input_height, score_threshold))
-    if suffix == ".hef":
-        if detector == "blazeface":
-            raise ModelError(f"{path}: BlazeFace runs as .tflite or .onnx; this .hef is run as SCRFD")
-        from nvr.backends.hailo import open_hef_backend
-        from nvr.postprocess.scrfd import ScrfdPostprocessor
 
-        hef_backend = open_hef_backend(path, backend)
-        return FaceDetector(
-            hef_backend,
-            ScrfdPostprocessor(hef_backend.input_width, hef_backend.input_height, score_threshold),
+def open_detection_model(
+    model: ResolvedModel,
+    score_threshold: float,
+    input_size: int = 640,
+    configs: BackendConfigs | None = None,
+) -> DetectionModel:
+    """The daemon's engine for `model`, with the same fallback and family choice as `open_detector`."""
+
+    def open_one(chosen: ResolvedModel) -> DetectionModel:
+        config = _config(chosen.backend, configs)
+        opened = open_engine(chosen.backend, chosen.path, config, _input_size(chosen, input_size, input_size))
+        try:
+            family = _family(chosen, opened.output_shapes)
+            opened.set_normalisation(family.input.mean, family.input.std)
+            width, height = opened.input_width, opened.input_height
+            post = family.postprocessor(width, height, opened.output_shapes, score_threshold)
+        except BaseException:
+            opened.engine.close()
+            raise
+        return DetectionModel(
+            opened.engine, post, opened.name, width, height, opened.max_in_flight, chosen.path
         )
-    raise ModelError(
-        f"{path}: unsupported model file type {suffix or '(none)'!r}; expected .onnx, .tflite or .hef"
-    )
+
+    return open_with_fallback(model, open_one)
 
 
-def _blazeface(backend: OnnxBackend | TfliteBackend, path: Path, score_threshold: float) -> FaceDetector:
-    """A BlazeFace detector on `backend`, after checking the model's outputs are BlazeFace's."""
-    from nvr.postprocess.blazeface import BlazeFacePostprocessor, blazeface_anchor_count
+def _resolve(model: str | Path, backend: str, family: str) -> ResolvedModel:
+    if family != "auto":
+        detector_family(family)  # a detector family, not an embedder
+    return resolve_model(model, backend=backend, family=family)
 
-    num_anchors = blazeface_anchor_count(backend.output_shapes)
-    if num_anchors is None:
-        shapes = backend.output_shapes
-        raise ModelError(f"{path}: outputs {shapes} are not BlazeFace's (N, 16) + (N, 1), N = 896 or 2304")
-    width, height = backend.input_width, backend.input_height
-    return FaceDetector(backend, BlazeFacePostprocessor(width, height, score_threshold, num_anchors))
+
+def _config(key: str, configs: BackendConfigs | None) -> PluginConfig:
+    found = (configs or {}).get(key)
+    return found if found is not None else plugin(key).config()
+
+
+def _input_size(model: ResolvedModel, width: int, height: int) -> tuple[int, int]:
+    """The input a model with a dynamic size should take: the family's fixed one, else the asked one."""
+    if model.family != "auto":
+        fixed = detector_family(model.family).input.size
+        if fixed is not None:
+            return fixed
+    return width, height
+
+
+def _family(model: ResolvedModel, output_shapes: Sequence[OutputShape]) -> DetectorFamily:
+    """The named family, checked against the outputs; or the one family the outputs belong to."""
+    if model.family == "auto":
+        return detector_family(recognise(output_shapes, "detector", str(model.path)).name)
+    family = detector_family(model.family)
+    if not family.recognises(output_shapes):
+        shapes = [tuple(s) for s in output_shapes]
+        raise ModelError(f"{model.path}: outputs {shapes} are not those of a {family.name} model")
+    return family

@@ -102,12 +102,21 @@ sed "s#/opt/nvr#$PREFIX#g; s#/etc/nvr#$CONFIG_DIR#g" "$SOURCE_DIR/systemd/nvr.se
 mv "$UNIT_DIR/nvr.service.new" "$UNIT_DIR/nvr.service"
 chmod 0644 "$UNIT_DIR/nvr.service"
 
-if ! "$PREFIX/venv/bin/nvr" check-config "$CONFIG_DIR/nvr.yml"; then
-    say "the configuration has errors (above); fix them, then: systemctl restart nvr"
+# Checked as the service sees it: its user, its state directory and model store (a model not pulled yet is
+# reported with the `nvr models pull` that fetches it there), and its credentials, copied the way the unit's
+# LoadCredential=secret:$CONFIG_DIR/credentials presents them (secret_<file name>).
+credentials=$(mktemp -d)
+for secret in "$CONFIG_DIR"/credentials/*; do
+    [ -f "$secret" ] && install -m 0400 -o "$SERVICE_USER" "$secret" "$credentials/secret_$(basename "$secret")"
+done
+chown "$SERVICE_USER" "$credentials"
+if ! runuser -u "$SERVICE_USER" -- env STATE_DIRECTORY="$STATE_DIR" NVR_MODELS="$STATE_DIR/models" \
+        CREDENTIALS_DIRECTORY="$credentials" \
+        "$PREFIX/venv/bin/nvr" check-config "$CONFIG_DIR/nvr.yml"; then
+    say "the configuration is not ready (above); fix it, then: systemctl restart nvr"
+    say "(a secret NAME goes in $CONFIG_DIR/credentials/NAME; the service reads it as secret_NAME)"
 fi
-if [ -z "$(ls -A "$STATE_DIR/models")" ]; then
-    say "no model yet: sudo -u $SERVICE_USER NVR_MODELS=$STATE_DIR/models $PREFIX/venv/bin/nvr models pull scrfd_2.5g"
-fi
+rm -rf "$credentials"
 
 if have_systemd; then
     systemctl daemon-reload

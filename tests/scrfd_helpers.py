@@ -13,7 +13,10 @@ from nvr.backends.onnx import OnnxBackend
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.contracts.tensors import RawOutput
+from nvr.families import detector_family
 from nvr.hef import HefLayer, read_hef
+
+SCRFD = detector_family("scrfd").input
 
 SCRFD_HEF = "hef/scrfd_2.5g.hailo10h.hef"
 ANCHORS_PER_CELL = 2
@@ -64,7 +67,7 @@ class ScrfdOnnx:
     """One ONNX model, run on images; outputs cached per image (tests reuse them across thresholds)."""
 
     def __init__(self, model: Path, input_width: int = 640, input_height: int = 640) -> None:
-        self.backend = OnnxBackend(model, input_width, input_height)
+        self.backend = OnnxBackend(model, input_width, input_height, mean=SCRFD.mean, std=SCRFD.std)
         self._cache: dict[Path, tuple[list[RawOutput], Letterbox, npt.NDArray[np.uint8]]] = {}
 
     def run(self, image: Path) -> tuple[list[RawOutput], Letterbox]:

@@ -15,7 +15,10 @@ from conftest import PROJECT_ROOT
 from nvr.backends.onnx import OnnxBackend
 from nvr.backends.tflite import TfliteBackend
 from nvr.contracts.imaging import letterbox_into, load_rgb
-from nvr.postprocess.blazeface import INPUT_MEAN, INPUT_STD
+from nvr.families import detector_family
+
+INPUT_MEAN = detector_family("blazeface").input.mean
+INPUT_STD = detector_family("blazeface").input.std
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,12 @@ def test_sigint_and_missing_model(tmp_path: Path) -> None:
     try:
         assert daemon.proc.wait(60) == ExitCode.CONFIG
         daemon.wait_for_log(
-            lambda line: "detector.model: no such model file" in str(line.get("event")), 5, "model error"
+            lambda line: (
+                "detector.model: " in str(line.get("event"))
+                and "no such model file" in str(line.get("event"))
+            ),
+            5,
+            "model error",
         )
     finally:
         daemon.close()

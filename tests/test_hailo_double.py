@@ -17,7 +17,10 @@ from hailo_support import SCRFD_HEF, device_held_by_another_process, double_subp
 
 from nvr.backends.onnx import OnnxBackend
 from nvr.contracts.imaging import letterbox_into, load_rgb
+from nvr.families import detector_family
 from nvr.hef import read_hef
+
+SCRFD = detector_family("scrfd").input
 
 # The double, importable once hailo_support has put tests/hailo_double on sys.path.
 hp: Any = importlib.import_module("hailo_platform")
@@ -103,7 +106,7 @@ def test_outputs_are_the_onnx_model_quantized_with_each_hef_output(
         bindings = configured.create_bindings(output_buffers=outputs)
         bindings.input().set_buffer(frame)
         configured.run([bindings], 10000)
-    floats = OnnxBackend(asset("models/scrfd/det_2.5g.onnx")).infer(frame)
+    floats = OnnxBackend(asset("models/scrfd/det_2.5g.onnx"), mean=SCRFD.mean, std=SCRFD.std).infer(frame)
     for layer in read_hef(asset(SCRFD_HEF)).default_group.outputs:
         h, w, c = layer.shape
         (match,) = [o.data for o in floats if o.data.size == h * w * c and o.data.shape[-1] * 2 == c]

@@ -10,8 +10,8 @@ from conftest import asset_path
 
 from nvr.assets import models_dir
 from nvr.config import DetectorConfig
-from nvr.daemon.model import resolve_model
-from nvr.errors import ConfigError
+from nvr.errors import ConfigError, ModelError
+from nvr.models.resolve import cpu_counterpart, resolve_configured, resolve_model
 
 
 def test_the_store_is_nvr_models_then_systemd_state_then_xdg_data(
@@ -38,16 +38,16 @@ def test_the_daemon_finds_a_catalogue_model_in_the_store_only(
     detector = DetectorConfig(backend="onnx", model="scrfd_2.5g")
     asset_path("models/scrfd/det_2.5g.onnx")  # the mirror has it, but the daemon never reads the mirror
     with pytest.raises(ConfigError) as caught:
-        resolve_model(detector, tmp_path)
+        resolve_configured(detector, tmp_path)
     store = model_store()
     assert caught.value.message == (
         f"detector.model: 'scrfd_2.5g' is not in the model store {store}: "
         f"run `NVR_MODELS={store} nvr models pull scrfd_2.5g-onnx or scrfd_2.5g-bnkps-onnx`"
     )
     model_store("scrfd_2.5g-onnx")
-    assert resolve_model(detector, tmp_path) == (store / "det_2.5g.onnx", "onnx")
+    assert _found(detector, tmp_path) == (store / "det_2.5g.onnx", "onnx")
     by_id = DetectorConfig(backend="auto", model="scrfd_2.5g-onnx")
-    assert resolve_model(by_id, tmp_path) == (store / "det_2.5g.onnx", "onnx")
+    assert _found(by_id, tmp_path) == (store / "det_2.5g.onnx", "onnx")
 
 
 def test_under_systemd_the_pull_command_names_the_service_store(
@@ -56,4 +56,32 @@ def test_under_systemd_the_pull_command_names_the_service_store(
     monkeypatch.delenv("NVR_MODELS")
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     with pytest.raises(ConfigError, match=r"run `sudo -u \S+ NVR_MODELS=\S+/state/models nvr models pull"):
-        resolve_model(DetectorConfig(backend="onnx", model="scrfd_500m"), tmp_path)
+        resolve_configured(DetectorConfig(backend="onnx", model="scrfd_500m"), tmp_path)
+
+
+def _found(detector: DetectorConfig, config_dir: Path) -> tuple[Path, str]:
+    model = resolve_configured(detector, config_dir)
+    return model.path, model.backend
+
+
+def test_an_id_names_its_file_and_a_hef_falls_back_to_its_familys_cpu_model(
+    model_store: Callable[..., Path],
+) -> None:
+    store = model_store("scrfd_2.5g-hailo10h")
+    hef = resolve_model("scrfd_2.5g-hailo10h")
+    expected = (store / "scrfd_2.5g.hailo10h.hef", "hailo", "scrfd_2.5g")
+    assert (hef.path, hef.backend, hef.catalogue_family) == expected
+    assert hef.may_fall_back and not hef.pinned().may_fall_back
+    assert not resolve_model("scrfd_2.5g-hailo10h", backend="hailo").may_fall_back
+    missing = (
+        r"^no CPU model of scrfd_2\.5g to fall back on \(NVR_MODELS=\S+ nvr models pull scrfd_2\.5g-onnx\)$"
+    )
+    with pytest.raises(ModelError, match=missing):
+        cpu_counterpart(hef, "fall back on", ModelError)
+    model_store("scrfd_2.5g-onnx")
+    cpu = cpu_counterpart(hef, "fall back on", ModelError)
+    assert (cpu.path, cpu.backend) == (store / "det_2.5g.onnx", "onnx")
+    with pytest.raises(
+        ModelError, match=r"det_2\.5g\.onnx: \.onnx models run on the onnx backend, not hailo$"
+    ):
+        resolve_model("scrfd_2.5g-onnx", backend="hailo")

@@ -106,11 +106,11 @@ def test_verify_flags_a_hef_checked_against_another_model(tmp_path: Path) -> Non
 def test_verify_without_a_float_model_says_how_to_get_one(
     tmp_path: Path, model_store: Callable[..., Path]
 ) -> None:
-    model_store()  # an empty store; the mirror has the model, but only the store counts
+    store = model_store()  # an empty store; the mirror has the model, but only the store counts
     hef = asset_path(HEF)
     result = run_verify(tmp_path, "--hef", str(hef), str(asset_path(IMAGES[0])))
     assert result.returncode == 5
     assert result.stderr.strip() == (
-        f"nvr: error: {hef}: no float scrfd_2.5g model in the model store to compare with; pass --onnx: "
-        "nvr models pull scrfd_2.5g-onnx"
+        f"nvr: error: {hef}: no CPU model of scrfd_2.5g to compare with "
+        f"(NVR_MODELS={store} nvr models pull scrfd_2.5g-onnx); or pass --onnx"
     )

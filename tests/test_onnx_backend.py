@@ -10,6 +10,9 @@ import pytest
 
 from nvr.backends.onnx import OnnxBackend
 from nvr.errors import ExitCode, InputFileError
+from nvr.families import detector_family
+
+SCRFD = detector_family("scrfd").input
 
 SCRFD_FILES = [
     "det_500m.onnx",
@@ -23,7 +26,7 @@ SCRFD_FILES = [
 
 @pytest.mark.parametrize("name", SCRFD_FILES)
 def test_every_scrfd_export_runs(asset: Callable[[str], Path], name: str) -> None:
-    backend = OnnxBackend(asset(f"models/scrfd/{name}"))
+    backend = OnnxBackend(asset(f"models/scrfd/{name}"), mean=SCRFD.mean, std=SCRFD.std)
     assert (backend.input_width, backend.input_height) == (640, 640)
     outputs = backend.infer(np.zeros((640, 640, 3), np.uint8))
     assert len(outputs) == 9
@@ -34,7 +37,9 @@ def test_every_scrfd_export_runs(asset: Callable[[str], Path], name: str) -> Non
 
 
 def test_dynamic_input_takes_requested_size(asset: Callable[[str], Path]) -> None:
-    backend = OnnxBackend(asset("models/scrfd/det_500m.onnx"), input_width=320, input_height=256)
+    backend = OnnxBackend(
+        asset("models/scrfd/det_500m.onnx"), input_width=320, input_height=256, mean=SCRFD.mean, std=SCRFD.std
+    )
     outputs = backend.infer(np.zeros((256, 320, 3), np.uint8))
     assert sorted(o.data.shape[0] for o in outputs if o.data.shape[-1] == 1) == [160, 640, 2560]
     with pytest.raises(ValueError, match="256x320x3"):
@@ -42,15 +47,21 @@ def test_dynamic_input_takes_requested_size(asset: Callable[[str], Path]) -> Non
 
 
 def test_fixed_input_overrides_requested_size(asset: Callable[[str], Path]) -> None:
-    backend = OnnxBackend(asset("models/scrfd/scrfd_2.5g_kps_opencv.onnx"), input_width=320, input_height=320)
+    backend = OnnxBackend(
+        asset("models/scrfd/scrfd_2.5g_kps_opencv.onnx"),
+        input_width=320,
+        input_height=320,
+        mean=SCRFD.mean,
+        std=SCRFD.std,
+    )
     assert (backend.input_width, backend.input_height) == (640, 640)
 
 
 def test_bad_model_files(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no such model file"):
-        OnnxBackend(tmp_path / "missing.onnx")
+        OnnxBackend(tmp_path / "missing.onnx", mean=SCRFD.mean, std=SCRFD.std)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a protobuf")
     with pytest.raises(InputFileError) as caught:  # the file is at fault, like a missing one: exit 4
-        OnnxBackend(junk)
+        OnnxBackend(junk, mean=SCRFD.mean, std=SCRFD.std)
     assert str(junk) in caught.value.message and caught.value.exit_code == ExitCode.INPUT

@@ -107,10 +107,12 @@ def test_install_is_idempotent_and_uninstalls(tmp_path: Path) -> None:
             ["bash", str(INSTALL), *args], env=env, capture_output=True, text=True, check=False, timeout=600
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+        return result.stdout + result.stderr
 
     first = install()
-    assert "installed" in first and "nvr.yml: OK" in first
+    # No model pulled yet: the check names the command that fills the service's store.
+    assert "installed" in first and "configuration is not ready" in first
+    assert f"NVR_MODELS={tmp_path}/var/models nvr models pull scrfd_2.5g`" in first
     assert (tmp_path / "var" / "models").is_dir()  # the service's model store ($STATE_DIRECTORY/models)
     unit = (tmp_path / "units" / "nvr.service").read_text()
     assert f"ExecStart={tmp_path}/opt/venv/bin/nvr run {tmp_path}/etc/nvr.yml" in unit

@@ -1,5 +1,9 @@
 """The interfaces of inference: a synchronous backend, and the queue-driven engine the daemon runs.
 
+A backend is one module in `nvr/backends/` exposing `KEY` (its config key: `detector.backend`, and the name
+of its own `detector.<KEY>` section), a typed config (`PluginConfig`) and `PLUGIN`, registered by one line
+in `nvr/backends/__init__.py`. It imports its runtime only when a model is opened.
+
 `InferenceBackend` is one call per image (`nvr detect`, `nvr eval`, benchmarks). `InferenceEngine` is what
 the daemon drives: frames go in as references to their pixels (`nvr.contracts.frameref.FrameRef`),
 results come out tagged with their frame, in submission order, possibly several in flight. The Hailo
@@ -9,20 +13,33 @@ engine is one natively (nvr/backends/hailo.py); any synchronous backend becomes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
 
 from nvr.contracts.frameref import FrameRef
 from nvr.contracts.tensors import RawOutput
+
+# A model's output shape as its runtime reports it: ints, or names / None where the export is dynamic.
+OutputShape = tuple[int | str | None, ...]
 
 
 class InferenceBackend(Protocol):
     name: str
     input_width: int
     input_height: int
+
+    @property
+    def output_shapes(self) -> Sequence[OutputShape]: ...
+
+    def set_normalisation(self, mean: float, std: float) -> None:
+        """The family's input normalisation, (x - mean) / std (a no-op where the model does it itself)."""
+        ...
 
     def infer(self, model_input: npt.NDArray[np.uint8]) -> list[RawOutput]:
         """Run one letterboxed H x W x 3 uint8 RGB input; return the raw outputs."""
@@ -62,3 +79,39 @@ class InferenceEngine(Protocol):
         ...
 
     def close(self, timeout: float = 10.0) -> None: ...
+
+
+class PluginConfig(BaseModel):
+    """A backend's own settings (`detector.<key>`): unknown keys are errors, as everywhere in the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedEngine:
+    """An engine opened for the daemon, with what the pipeline needs to know about its model."""
+
+    engine: InferenceEngine
+    name: str
+    input_width: int
+    input_height: int
+    output_shapes: Sequence[OutputShape]
+    max_in_flight: int  # frames it takes without dropping any
+    set_normalisation: Callable[[float, float], None]
+
+
+# open_backend(model file, the backend's config, the input size a dynamic model should take)
+OpenBackend = Callable[[Path, Any, tuple[int, int]], InferenceBackend]
+OpenEngine = Callable[[Path, Any, tuple[int, int]], OpenedEngine]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendPlugin:
+    key: str
+    config: type[PluginConfig]
+    suffixes: tuple[str, ...]  # the model files it runs, e.g. (".onnx",)
+    open_backend: OpenBackend
+    # The daemon's engine; None: the synchronous backend behind a `SyncEngine` (one frame at a time).
+    open_engine: OpenEngine | None = None
+    # Whether its runtime is installed here (cheap: no import of the runtime itself).
+    available: Callable[[], bool] = lambda: True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import importlib.util
 import logging
 import queue
 import threading
@@ -28,24 +29,46 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from nvr.backends import hailo_diagnostics as diag
-from nvr.backends.base import InferenceBackend
+from nvr.backends.base import BackendPlugin, OpenedEngine, OutputShape, PluginConfig
 from nvr.backends.hailo_device import HailoSettings, InferenceResult, Session
 from nvr.contracts.frameref import ArrayFrame, FrameRef
 from nvr.contracts.tensors import RawOutput
-from nvr.errors import DeviceError, ModelError, NvrError
+from nvr.errors import DeviceError, NvrError
 from nvr.hef import read_hef
 
 __all__ = [
+    "KEY",
+    "PLUGIN",
     "EngineStats",
     "HailoBackend",
+    "HailoConfig",
     "HailoEngine",
     "HailoSettings",
     "InferenceResult",
-    "cpu_fallback_model",
-    "open_hef_backend",
 ]
+
+KEY = "hailo"
+
+
+class HailoConfig(PluginConfig):
+    """`detector.hailo`: what a user may set. The engine adapts to the device within these bounds."""
+
+    batch_size: int = Field(default=4, ge=1, le=64, description="frames per device job, at most")
+    queue: int = Field(default=16, ge=1, le=256, description="frames waiting for the device, at most")
+    multi_process_service: bool = Field(default=False, description="share the device via hailort_service")
+    group_id: str = Field(default="SHARED", min_length=1, description="VDevice group for sharing")
+
+    def settings(self, **overrides: Any) -> HailoSettings:
+        values: dict[str, Any] = {
+            "batch_size": self.batch_size, "input_queue": self.queue,
+            "multi_process_service": self.multi_process_service, "group_id": self.group_id,
+        }  # fmt: skip
+        values.update(overrides)
+        return HailoSettings(**values)
+
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.1  # how often a waiting engine thread looks at stop / hang conditions
@@ -308,7 +331,11 @@ class HailoBackend:
     def __init__(self, hef_path: str | Path, settings: HailoSettings | None = None) -> None:
         self.engine = HailoEngine(hef_path, settings or HailoSettings(batch_size=1, input_queue=1)).start()
         self.input_height, self.input_width = self.engine.input_shape[0], self.engine.input_shape[1]
+        self.output_shapes: list[OutputShape] = _output_shapes(self.engine)
         self.path = Path(hef_path)
+
+    def set_normalisation(self, mean: float, std: float) -> None:
+        """A HEF normalises inside the network (the Model Zoo compiles the family's values in)."""
 
     def infer(self, model_input: npt.NDArray[np.uint8]) -> list[RawOutput]:
         if model_input.shape != self.engine.input_shape:
@@ -334,42 +361,26 @@ class HailoBackend:
         self.engine.close()
 
 
-def open_hef_backend(
-    path: str | Path, backend: str = "auto", settings: HailoSettings | None = None
-) -> InferenceBackend:
-    """A backend for a .hef: the Hailo one; with backend "auto" and no HailoRT, the family's CPU model."""
-    if backend == "onnx":
-        raise ModelError(f"{path}: a .hef runs on the hailo backend; give the ONNX model for the CPU")
-    try:
-        return HailoBackend(path, settings)
-    except diag.HailoRuntimeMissingError as exc:
-        if backend != "auto":
-            raise
-        from nvr.backends.onnx import OnnxBackend
-
-        return OnnxBackend(cpu_fallback_model(path, exc, "HailoRT is not installed"))
+def _output_shapes(engine: HailoEngine) -> list[OutputShape]:
+    return [tuple(layer.shape) for layer in engine.info.default_group.outputs]
 
 
-def cpu_fallback_model(
-    hef_path: str | Path, reason: NvrError, headline: str = "the Hailo cannot be used"
-) -> Path:
-    """The model store's CPU (ONNX) model of the HEF's family, to run when the Hailo cannot be used.
+def _open_backend(path: Path, config: HailoConfig, input_size: tuple[int, int]) -> HailoBackend:
+    # One image at a time: one frame per job, one waiting.
+    return HailoBackend(path, config.settings(batch_size=1, input_queue=1))
 
-    `reason` says why; it is logged after `headline`, or raised with a `nvr models pull` hint when the
-    family has no CPU model in the store either.
-    """
-    from nvr.models.catalogue import cpu_model_for
 
-    family = diag.model_family(read_hef(hef_path))
-    entry = cpu_model_for(family)
-    if entry is None or not entry.local_path.is_file():
-        pull = f" (nvr models pull {entry.id})" if entry is not None else ""
-        raise DeviceError(f"{reason.message}; no CPU model of {family} to fall back on{pull}") from None
-    log.warning(
-        "%s: running %s on the CPU instead of %s (%s)",
-        headline,
-        entry.local_path.name,
-        Path(hef_path).name,
-        reason.message,
-    )
-    return entry.local_path
+def _open_engine(path: Path, config: HailoConfig, input_size: tuple[int, int]) -> OpenedEngine:
+    engine = HailoEngine(path, config.settings()).start()
+    height, width = engine.input_shape[0], engine.input_shape[1]
+    return OpenedEngine(
+        engine, KEY, width, height, _output_shapes(engine),
+        max_in_flight=engine.settings.input_queue, set_normalisation=lambda mean, std: None,
+    )  # fmt: skip
+
+
+def _hailort_installed() -> bool:
+    return importlib.util.find_spec("hailo_platform") is not None
+
+
+PLUGIN = BackendPlugin(KEY, HailoConfig, (".hef",), _open_backend, _open_engine, _hailort_installed)

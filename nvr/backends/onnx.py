@@ -1,4 +1,7 @@
-"""CPU backend: ONNX Runtime running any SCRFD ONNX export (fixed or dynamic input, any output names)."""
+"""CPU backend: ONNX Runtime running an ONNX model (fixed or dynamic input, any output names).
+
+The input normalisation is the model family's (`nvr/families/`), given at open or set afterwards.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
+from pydantic import Field
 
+from nvr.backends.base import BackendPlugin, OutputShape, PluginConfig
 from nvr.contracts.tensors import RawOutput
 from nvr.errors import InputFileError, ModelError
 
-# SCRFD's normalisation (the Model Zoo puts the same numbers inside the HEF).
-INPUT_MEAN = 127.5
-INPUT_STD = 128.0
+KEY = "onnx"
+
+
+class OnnxConfig(PluginConfig):
+    threads: int | None = Field(default=None, ge=1, le=64, description="CPU threads; default: up to 4")
 
 
 class OnnxBackend:
@@ -27,11 +33,13 @@ class OnnxBackend:
         input_height: int = 640,
         threads: int | None = None,
         *,
-        mean: float = INPUT_MEAN,
-        std: float = INPUT_STD,
+        mean: float,
+        std: float,
         channels_last: bool = False,
     ) -> None:
-        """`mean`, `std` and `channels_last` (NHWC input) are the model family's: SCRFD's by default."""
+        """`mean`, `std` (the model family's normalisation) and `channels_last` (NHWC input)."""
+        import onnxruntime as ort  # imported here: only models that run on it load it
+
         path = Path(model_path)
         if not path.is_file():
             raise InputFileError(f"{path}: no such model file")
@@ -60,10 +68,9 @@ class OnnxBackend:
         self._input_name = model_input.name
         self._output_names = [o.name for o in self._session.get_outputs()]
         # Dimensions are ints, or strings/None where the export left them dynamic.
-        self.output_shapes = [tuple(o.shape) for o in self._session.get_outputs()]
+        self.output_shapes: list[OutputShape] = [tuple(o.shape) for o in self._session.get_outputs()]
         self._channels_last = channels_last
-        self._mean = np.float32(mean)
-        self._inv_std = np.float32(1.0 / std)
+        self.set_normalisation(mean, std)
         tensor_shape = (
             (1, self.input_height, self.input_width, 3)
             if channels_last
@@ -71,6 +78,10 @@ class OnnxBackend:
         )
         self._tensor = np.empty(tensor_shape, np.float32)
         self.path = path
+
+    def set_normalisation(self, mean: float, std: float) -> None:
+        self._mean = np.float32(mean)
+        self._inv_std = np.float32(1.0 / std)
 
     def infer(self, model_input: npt.NDArray[np.uint8]) -> list[RawOutput]:
         if model_input.shape != (self.input_height, self.input_width, 3):
@@ -86,3 +97,11 @@ class OnnxBackend:
 
     def close(self) -> None:
         pass
+
+
+def _open(path: Path, config: OnnxConfig, input_size: tuple[int, int]) -> OnnxBackend:
+    # Normalisation comes from the family once the model's outputs have told which one it is.
+    return OnnxBackend(path, input_size[0], input_size[1], config.threads, mean=0.0, std=1.0)
+
+
+PLUGIN = BackendPlugin(KEY, OnnxConfig, (".onnx",), _open)

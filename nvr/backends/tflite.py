@@ -14,12 +14,20 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
+from nvr.backends.base import BackendPlugin, OutputShape, PluginConfig
 from nvr.contracts.tensors import QuantInfo, RawOutput
 from nvr.errors import InputFileError, ModelError
 from nvr.native_output import filtered_stderr
 
 LITERT_NOISE = re.compile(rb"INFO: (Created TensorFlow Lite|Initialized TensorFlow Lite)")
+
+KEY = "tflite"
+
+
+class TfliteConfig(PluginConfig):
+    threads: int | None = Field(default=None, ge=1, le=64, description="CPU threads; default: up to 4")
 
 
 class TfliteBackend:
@@ -56,10 +64,13 @@ class TfliteBackend:
         self._input_view = self._interpreter.tensor(inputs[0]["index"])
         outputs = self._interpreter.get_output_details()
         self._outputs = [(str(d["name"]), int(d["index"]), _quant_info(d)) for d in outputs]
-        self.output_shapes = [tuple(int(v) for v in d["shape"]) for d in outputs]
+        self.output_shapes: list[OutputShape] = [tuple(int(v) for v in d["shape"]) for d in outputs]
+        self.set_normalisation(mean, std)
+        self.path = path
+
+    def set_normalisation(self, mean: float, std: float) -> None:
         self._offset = np.float32(mean)
         self._scale = np.float32(1.0 / std)
-        self.path = path
 
     def infer(self, model_input: npt.NDArray[np.uint8]) -> list[RawOutput]:
         if model_input.shape != (self.input_height, self.input_width, 3):
@@ -84,3 +95,11 @@ def _quant_info(detail: dict[str, Any]) -> QuantInfo | None:
         return None
     scale, zero_point = detail["quantization"]
     return QuantInfo.per_tensor(float(scale), float(zero_point))
+
+
+def _open(path: Path, config: TfliteConfig, input_size: tuple[int, int]) -> TfliteBackend:
+    # TFLite models have a fixed input size; the family's normalisation is set once it is known.
+    return TfliteBackend(path, mean=0.0, std=1.0, threads=config.threads)
+
+
+PLUGIN = BackendPlugin(KEY, TfliteConfig, (".tflite",), _open)

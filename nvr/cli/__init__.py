@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 from nvr import __version__
 from nvr.errors import ExitCode, NvrError
 
@@ -25,7 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _route_structlog_to_stderr() -> None:
+    """One-shot commands print their results on stdout: their warnings (a model falling back to the CPU)
+    go through stdlib logging to stderr, one readable line each. `nvr run` configures its own logging."""
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=[structlog.stdlib.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            wrapper_class=structlog.stdlib.BoundLogger,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _route_structlog_to_stderr()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

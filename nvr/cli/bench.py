@@ -1,8 +1,13 @@
 """`nvr bench ACTION`: measurements on the user's own machine. Each action is one `_register_<action>`.
 
-`nvr bench inference --backend hailo --hef FILE [--frames N]`: frames published into a shared-memory frame
-ring go through the asynchronous Hailo engine and the SCRFD postprocessor, as in the daemon; prints the
-sustained frames per second and the host CPU time per frame (all threads of the process, HailoRT's too).
+`nvr bench inference --model M [--backend B] [--frames N]`: the daemon's detection path, measured. The
+model is resolved and opened exactly as `nvr run` opens it (the one resolver, the backend's engine, the
+family's postprocessor); frames are published into shared-memory frame rings the way the decoders publish
+them, and go through the daemon's `DetectionPipeline` (fair scheduling across cameras, slots held while in
+flight, the engine's release protocol, postprocessing, the cameras' face filters) into a sink standing in
+for the event stage. Each simulated camera keeps as many frames posted as the pipeline takes (none is
+superseded unused). Prints the sustained frames per second and the host CPU time per frame (all threads
+of the process: the pipeline's, the engine's, HailoRT's or ONNX Runtime's).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -19,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from nvr.cli import bench_detect
-from nvr.contracts.frameref import SlotFrameRef
-from nvr.contracts.frameslots import FrameRing, RingLayout
+from nvr.contracts.frameresult import FrameResult
+from nvr.contracts.frameslots import FrameReady, FrameRing, RingLayout
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.errors import ModelError
+
+THRESHOLD = 0.5
 
 
 def register(subparsers: Any) -> None:
@@ -37,14 +45,16 @@ def register(subparsers: Any) -> None:
 
 def _register_inference(actions: Any) -> None:
     parser: argparse.ArgumentParser = actions.add_parser(
-        "inference", help="sustained fps of shared-memory frames through the engine and the postprocessor"
+        "inference", help="sustained fps of the daemon's detection path: frame rings -> engine -> faces"
     )
-    parser.add_argument("--backend", choices=("hailo",), default="hailo")
-    parser.add_argument("--hef", type=Path, required=True, help="the .hef to run")
+    parser.add_argument("--model", help="catalogue name or model file (default: the --hef)")
+    parser.add_argument("--hef", help="a .hef to run on the Hailo (same as --model FILE --backend hailo)")
+    parser.add_argument("--backend", default="auto", help="auto (as `nvr run`), hailo, onnx or tflite")
     parser.add_argument("--frames", type=int, default=3000, help="frames to measure (default 3000)")
     parser.add_argument("--warmup", type=int, default=200, help="frames before measuring (default 200)")
-    parser.add_argument("--batch", type=int, default=4, help="frames per device job (default 4)")
-    parser.add_argument("--slots", type=int, default=32, help="frame-ring slots (default 32)")
+    parser.add_argument("--batch", type=int, default=4, help="Hailo: frames per device job, at most (4)")
+    parser.add_argument("--cameras", type=int, default=1, help="simulated cameras (default 1)")
+    parser.add_argument("--slots", type=int, default=4, help="frame-ring slots per camera (default 4)")
     parser.add_argument("--image", type=Path, help="image to put in every frame (default: a test pattern)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.set_defaults(handler=run_inference)
@@ -54,40 +64,50 @@ _ACTIONS: tuple[Callable[[Any], None], ...] = (_register_inference, bench_detect
 
 
 def run_inference(args: argparse.Namespace) -> int:
-    from nvr.backends.hailo import HailoEngine, HailoSettings
-    from nvr.postprocess.scrfd import ScrfdPostprocessor
+    from nvr.backends.hailo import HailoConfig
+    from nvr.detector import open_detection_model
+    from nvr.models.resolve import resolve_model
 
-    if args.frames <= 0 or args.warmup < 0 or args.batch <= 0 or args.slots < 2:
-        raise ModelError("--frames and --batch must be positive, --warmup non-negative, --slots at least 2")
-    settings = HailoSettings(batch_size=args.batch, input_queue=args.slots, result_backlog=2 * args.batch)
-    engine = HailoEngine(args.hef, settings).start()
-    height, width, _ = engine.input_shape
-    ring = FrameRing.create(f"bench{os.getpid()}", "bench", RingLayout(args.slots, width, height, 0, 0))
+    if args.frames <= 0 or args.warmup < 0 or args.batch <= 0 or args.cameras <= 0 or args.slots < 3:
+        raise ModelError(
+            "--frames, --batch and --cameras must be positive, --warmup non-negative, --slots at least 3"
+        )
+    name = args.model or args.hef
+    if name is None:
+        raise ModelError("no model given: pass --model NAME|FILE or --hef FILE.hef")
+    backend = "hailo" if args.hef is not None and args.backend == "auto" else args.backend
+    resolved = resolve_model(name, backend=backend)
+    configs: dict[str, Any] = {"hailo": HailoConfig(batch_size=args.batch)}
+    model = open_detection_model(resolved, THRESHOLD, configs=configs)
+    rings: list[FrameRing] = []
     try:
-        letterbox = _fill_slots(ring, args.image)
-        post = ScrfdPostprocessor(width, height, 0.5)
-        figures = _measure(engine, ring, letterbox, post, warmup=args.warmup, frames=args.frames)
+        layout = RingLayout(args.slots, model.input_width, model.input_height, 0, 0)
+        instance = f"bench{os.getpid()}"
+        rings = [FrameRing.create(instance, f"cam{i}", layout) for i in range(args.cameras)]
+        letterbox = _fill_slots(rings, args.image)
+        figures = _measure(model, rings, letterbox, warmup=args.warmup, frames=args.frames)
     finally:
-        engine.close()
-        ring.close()
-    figures.update(
-        batch=args.batch, hef=str(args.hef), dropped=engine.stats.dropped, failed=engine.stats.failed
-    )
+        model.close()
+        for ring in rings:
+            ring.close()
+    figures.update(model=str(model.path), backend=model.backend, cameras=args.cameras)
+    if model.backend == "hailo":
+        figures["batch"] = args.batch
     if args.json:
         print(json.dumps(figures))
     else:
         print(
-            f"inference: {figures['frames']} frames in {figures['seconds']:.2f} s = "
-            f"{figures['fps']:.0f} fps; "
+            f"inference ({model.path.name}, {model.backend}, {args.cameras} camera(s)): "
+            f"{figures['frames']} frames in {figures['seconds']:.2f} s = {figures['fps']:.0f} fps; "
             f"host CPU {figures['cpu_ms_per_frame']:.3f} ms/frame ({figures['cpu_cores']:.2f} cores); "
-            f"{figures['faces_per_frame']:.1f} faces/frame; dropped {figures['dropped']}, "
-            f"failed {figures['failed']}"
+            f"{figures['faces_per_frame']:.1f} faces/frame; in flight at most {figures['in_flight_max']}; "
+            f"dropped {figures['dropped']}, failed {figures['failed']}"
         )
     return 0
 
 
-def _fill_slots(ring: FrameRing, image_path: Path | None) -> Letterbox:
-    layout = ring.layout
+def _fill_slots(rings: list[FrameRing], image_path: Path | None) -> Letterbox:
+    layout = rings[0].layout
     if image_path is not None:
         image = load_rgb(image_path)
     else:  # a smooth pattern; outputs do not matter for throughput
@@ -95,61 +115,119 @@ def _fill_slots(ring: FrameRing, image_path: Path | None) -> Letterbox:
         image = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
     first = np.zeros((layout.model_height, layout.model_width, 3), np.uint8)
     letterbox = letterbox_into(image, first)
-    for slot in range(layout.n_slots):
-        ring.model_input(slot)[:] = first
+    for ring in rings:
+        for slot in range(layout.n_slots):
+            ring.model_input(slot)[:] = first
     return letterbox
 
 
-def _measure(
-    engine: Any, ring: FrameRing, letterbox: Letterbox, post: Any, *, warmup: int, frames: int
-) -> dict[str, Any]:
-    total = warmup + frames
-    stop = threading.Event()
+class _CountingSink:
+    """Stands in for the event stage: counts frames and faces, timing frames warmup+1 .. total."""
 
-    def produce() -> None:
-        # Publish slots as fast as the consumer frees them; the pixels were written once beforehand.
+    def __init__(self, warmup: int, total: int) -> None:
+        self.frames = self.faces = 0
+        self.handled: dict[str, int] = {}  # per camera
+        self.first = max(warmup, 1)  # measuring starts when this frame is done
+        self.total = total
+        self.started: tuple[float, float] = (0.0, 0.0)  # wall, CPU
+        self.ended: tuple[float, float] | None = None
+        self.changed = threading.Condition()
+
+    def handle(self, result: FrameResult) -> None:
+        with self.changed:
+            self.frames += 1
+            self.handled[result.camera] = self.handled.get(result.camera, 0) + 1
+            if self.first < self.frames <= self.total:
+                self.faces += len(result.detections)
+            if self.frames in (self.first, self.total):
+                now = time.perf_counter(), time.process_time()
+                self.started, self.ended = (now, None) if self.frames == self.first else (self.started, now)
+            self.changed.notify_all()
+
+    def expire(self) -> None:
+        pass
+
+
+class _Camera(threading.Thread):
+    """A decoder stand-in: publishes frames (pixels written once beforehand) as fast as the pipeline
+    takes them, keeping `keep_posted` unfinished at a time."""
+
+    def __init__(
+        self, name: str, ring: FrameRing, pipeline: Any, ready: queue.Queue[FrameReady], keep_posted: int
+    ) -> None:
+        super().__init__(name=f"bench-{name}", daemon=True)
+        self.camera, self.ring, self.pipeline, self.ready = name, ring, pipeline, ready
+        self.keep_posted = keep_posted
+        self.letterbox: Letterbox | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        assert self.letterbox is not None
+        counters = self.pipeline.counters.cameras[self.camera]
+        sink = self.pipeline.sink
         index = 0
-        while index < total and not stop.is_set():
-            slot = ring.begin_write()
-            if slot is None:
-                time.sleep(0.0002)
-                continue
-            ring.commit(
-                slot, index, pts=0.0, wall_time=0.0, model_letterbox=letterbox, snapshot_letterbox=None
-            )
-            frame = ring.read(slot)
-            if frame is not None:
-                engine.submit(SlotFrameRef(ring, frame))
+        while not self.stop.is_set():
+            with sink.changed:  # notified per frame handled: no polling to pay for
+                finished = sink.handled.get(self.camera, 0) + counters.superseded + counters.stale
+                finished += counters.torn + counters.dropped + counters.failed
+                slot = self.ring.begin_write() if index - finished < self.keep_posted else None
+                if slot is None:
+                    sink.changed.wait(0.05)  # the timeout covers frames finished without reaching the sink
+                    continue
+            self.ring.commit(
+                slot, index, pts=0.0, wall_time=time.time(), model_letterbox=self.letterbox,
+                snapshot_letterbox=None,
+            )  # fmt: skip
+            self.ready.put(FrameReady(self.camera, slot, index))
             index += 1
 
-    producer = threading.Thread(target=produce, name="bench-producer", daemon=True)
-    producer.start()
-    done = faces = 0
-    start_wall = start_cpu = 0.0
+
+def _measure(
+    model: Any, rings: list[FrameRing], letterbox: Letterbox, *, warmup: int, frames: int
+) -> dict[str, Any]:
+    from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
+    from nvr.detection.zones import FaceFilter
+
+    sink = _CountingSink(warmup, warmup + frames)
+    ready: queue.Queue[FrameReady] = queue.Queue()
+    per_camera = per_camera_limit(rings[0].layout.n_slots)
+    pipeline = DetectionPipeline(
+        model.engine, model.postprocessor, sink, ready,
+        max_in_flight=model.max_in_flight, per_camera=per_camera,
+    )  # fmt: skip
+    cameras = []
+    for i, ring in enumerate(rings):
+        pipeline.attach(f"cam{i}", ring, FaceFilter(THRESHOLD))
+        # Frames a camera keeps posted: what the pipeline may have in flight for it, plus its mailbox.
+        cameras.append(_Camera(f"cam{i}", ring, pipeline, ready, per_camera + 1))
+    pipeline.start()
+    for camera in cameras:
+        camera.letterbox = letterbox
+        camera.start()
     try:
-        while done < total:
-            result = engine.get_result(timeout=30.0)
-            if result is None:
-                raise ModelError("the engine produced no result for 30 s (see the log above)")
-            with result:
-                if result.error is None:
-                    faces += len(post.decode(result.outputs, letterbox)) if done >= warmup else 0
-            done += 1
-            if done == warmup:
-                start_wall, start_cpu = time.perf_counter(), time.process_time()
-            if warmup == 0 and done == 1:
-                start_wall, start_cpu = time.perf_counter(), time.process_time()
+        with sink.changed:
+            while sink.ended is None:
+                seen = sink.frames
+                sink.changed.wait(30.0)
+                if sink.frames == seen:
+                    raise ModelError("the detection pipeline produced no result for 30 s (see the log above)")
+            (start_wall, start_cpu), (end_wall, end_cpu) = sink.started, sink.ended
     finally:
-        stop.set()
-        producer.join(5.0)
-    measured = frames if warmup else frames - 1
-    seconds = time.perf_counter() - start_wall
-    cpu = time.process_time() - start_cpu
+        for camera in cameras:
+            camera.stop.set()
+            camera.join(5.0)
+        pipeline.stop()
+    measured = sink.total - sink.first
+    seconds, cpu = end_wall - start_wall, end_cpu - start_cpu
+    counters = pipeline.counters.cameras.values()
     return {
         "frames": measured,
         "seconds": seconds,
         "fps": measured / seconds,
         "cpu_ms_per_frame": 1000.0 * cpu / measured,
         "cpu_cores": cpu / seconds,
-        "faces_per_frame": faces / max(1, measured),
+        "faces_per_frame": sink.faces / measured,
+        "in_flight_max": pipeline.counters.in_flight_max,
+        "dropped": sum(c.dropped + c.torn + c.stale for c in counters),
+        "failed": sum(c.failed for c in counters) + pipeline.counters.errors,
     }

@@ -3,9 +3,11 @@
 Each image goes through the whole `nvr detect` path (letterbox with the one resizer, inference,
 postprocessing); decoding the image files is done beforehand and not counted. CPU time is the process's
 (all threads: ONNX Runtime's pool, HailoRT's), so "cores" shows how much of the machine a model takes.
-With no --model, every catalogue model present locally is measured: ONNX models on the CPU, HEFs on the
-Hailo (reported as unavailable when there is no HailoRT or device). A model named with --model that cannot be
-measured is an error: the others are still measured, and the exit code is the first failure's.
+Models are catalogue names or files. With no --model, every catalogue model in the model store is
+measured: ONNX models on the CPU, HEFs on the Hailo (reported as unavailable when there is no HailoRT or
+device: a HEF is never measured on the CPU stand-in `auto` would fall back to). A model named with
+--model that cannot be measured is an error: the others are still measured, and the exit code is the first
+failure's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from nvr.contracts.imaging import RgbImage, load_rgb
 from nvr.errors import ModelError, NvrError
+from nvr.models.resolve import ResolvedModel, resolve_model
 from nvr.progress import Progress
 
 DEFAULT_SECONDS = 5.0
@@ -47,7 +50,9 @@ def register_detect(actions: Any) -> None:
         description=(__doc__ or "").split("\n\n", 1)[1].replace("\n", " "),
     )
     parser.add_argument(
-        "--model", type=Path, action="append", help="model file (repeatable; default: all here)"
+        "--model",
+        action="append",
+        help="catalogue name or model file (repeatable; default: all in the store)",
     )
     parser.add_argument("--images", type=Path, nargs="+", help="images or folders (default: a test pattern)")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="time per model (default 5)")
@@ -64,19 +69,22 @@ def run_detect(args: argparse.Namespace) -> int:
     images = [load_rgb(p) for p in image_files(args.images)] if args.images else [_pattern()]
     if not images:
         raise ModelError(f"no images in {', '.join(map(str, args.images))}")
-    # A HEF is measured on the Hailo, never on the CPU stand-in `auto` would fall back to.
-    targets = [(m, _backend_for(m)) for m in args.model] if args.model else _catalogue_targets()
-    if not targets:
-        raise ModelError("no models here to measure: pass --model FILE, or fetch one with nvr models pull")
+    names = args.model or _catalogue_models()
+    if not names:
+        raise ModelError(
+            "no models here to measure: pass --model NAME|FILE, or fetch one with nvr models pull"
+        )
     if not args.json:
         print(f"{'model':<34} {'backend':<8} {'images/s':>9} {'CPU ms/image':>13} {'cores':>6} {'faces':>6}")
     failed: NvrError | None = None
-    for model, backend in targets:
+    for name in names:
         try:
-            result = bench_model(model, backend, images, seconds=args.seconds, count=args.count)
+            # Resolved one by one: a name missing from the store is reported like any unusable model.
+            model = resolve_model(name).pinned()
+            result = bench_model(model, images, seconds=args.seconds, count=args.count)
         except NvrError as exc:  # one unusable model (no Hailo here, wrong chip) does not stop the others
             if args.json:
-                print(json.dumps({"model": str(model), "error": exc.message}), flush=True)
+                print(json.dumps({"model": str(name), "error": exc.message}), flush=True)
             print(f"nvr: error: {exc.message}", file=sys.stderr, flush=True)
             # A model the user named must be measured; the catalogue sweep only reports what is absent.
             if args.model and failed is None:
@@ -93,14 +101,14 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def bench_model(
-    model: Path, backend: str, images: list[RgbImage], *, seconds: float, count: int | None
+    model: ResolvedModel, images: list[RgbImage], *, seconds: float, count: int | None
 ) -> DetectBench:
     from nvr.detector import open_detector
 
-    with open_detector(model, backend) as detector:
+    with open_detector(model) as detector:
         for i in range(WARMUP_IMAGES):
             detector.detect(images[i % len(images)])
-        progress = Progress(f"{model.name} ({detector.backend.name})", count, "images")
+        progress = Progress(f"{model.path.name} ({detector.backend.name})", count, "images")
         done = faces = 0
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         while (done < count) if count is not None else (time.perf_counter() - start_wall < seconds):
@@ -111,7 +119,7 @@ def bench_model(
         cpu = time.process_time() - start_cpu
         progress.close()
         return DetectBench(
-            model=str(model),
+            model=str(model.path),
             backend=detector.backend.name,
             images=done,
             seconds=wall,
@@ -122,18 +130,10 @@ def bench_model(
         )
 
 
-def _catalogue_targets() -> list[tuple[Path, str]]:
+def _catalogue_models() -> list[str]:
     from nvr.models.catalogue import load_catalogue
 
-    return [
-        (entry.local_path, _backend_for(entry.local_path))
-        for entry in load_catalogue()
-        if entry.local_path.is_file()
-    ]
-
-
-def _backend_for(model: Path) -> str:
-    return "hailo" if model.suffix.lower() == ".hef" else "auto"
+    return [str(entry.local_path) for entry in load_catalogue() if entry.local_path.is_file()]
 
 
 def _pattern() -> RgbImage:

@@ -15,7 +15,9 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "check-config",
         help="validate a configuration file",
-        description="Validate a configuration file: every problem is listed as FILE:LINE: FIELD: MESSAGE.",
+        description="Validate a configuration file and make every check `nvr run` makes before it opens a "
+        "device or a camera (the model is in the model store, secret files are readable, the state and event "
+        "folders are writable): every problem is listed on one line.",
     )
     parser.add_argument("config", type=Path, metavar="FILE")
     parser.set_defaults(handler=run)
@@ -27,6 +29,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         for problem in exc.problems:
             print(f"nvr: error: {problem}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
+    from nvr.daemon.preflight import preflight  # loads the registries; keep `nvr --help` light
+
+    found = preflight(config, args.config.resolve())
+    for error in found:
+        print(f"nvr: error: {args.config}: {error.message}", file=sys.stderr)
+    if found:
         return int(ExitCode.CONFIG)
     enabled = len(config.enabled_cameras)
     has_broker = getattr(config, "mqtt", None) is not None

@@ -10,8 +10,9 @@ from typing import Any
 
 from nvr.cli.draw import save_annotated
 from nvr.contracts.imaging import load_rgb
-from nvr.detector import BACKENDS, DETECTORS, open_detector
+from nvr.detector import open_detector
 from nvr.errors import ExitCode, ModelError, NvrError
+from nvr.models.resolve import backend_choices, family_choices
 
 
 def register(subparsers: Any) -> None:
@@ -19,11 +20,16 @@ def register(subparsers: Any) -> None:
         "detect", help="detect faces in image files", description="Detect faces in image files."
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    parser.add_argument("--model", type=Path, help="model file: .onnx or .tflite (CPU), .hef (Hailo)")
-    parser.add_argument("--hef", type=Path, help="a .hef file; implies --backend hailo unless given")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument(
-        "--detector", choices=DETECTORS, default="auto", help="detector family (default: from the model)"
+        "--model", help="catalogue name (nvr models list) or model file: .onnx or .tflite (CPU), .hef (Hailo)"
+    )
+    parser.add_argument("--hef", help="a .hef file or catalogue name; implies --backend hailo unless given")
+    parser.add_argument("--backend", choices=backend_choices(), default="auto")
+    parser.add_argument(
+        "--detector",
+        choices=family_choices(),
+        default="auto",
+        help="detector family (default: from the model)",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
@@ -35,9 +41,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model: Path | None = args.hef or args.model
+    model: str | None = args.hef or args.model
     if model is None:
-        raise ModelError("no model given: pass --model FILE.onnx|FILE.hef or --hef FILE.hef")
+        raise ModelError("no model given: pass --model NAME|FILE.onnx|FILE.hef or --hef FILE.hef")
     backend = "hailo" if args.hef is not None and args.backend == "auto" else args.backend
     if not 0.0 <= args.threshold <= 1.0:
         raise ModelError(f"--threshold must be between 0 and 1, got {args.threshold}")

@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from nvr.detector import BACKENDS, DETECTORS, open_detector
+from nvr.detector import open_detector
 from nvr.errors import ModelError
 from nvr.evaluation.groundtruth import SETTINGS, load_ground_truth
 from nvr.evaluation.plot import save_pr_curves
 from nvr.evaluation.predictions import read_predictions
 from nvr.evaluation.protocol import EvaluationResult, evaluate
 from nvr.evaluation.widerface import EVAL_SCORE_THRESHOLD, find_images, predict
+from nvr.models.resolve import backend_choices, family_choices, resolve_model
 
 NO_FACES = np.zeros((0, 5), np.float64)
 
@@ -37,13 +38,19 @@ def register(subparsers: Any) -> None:
         "--gt", type=Path, required=True, help="folder with wider_face_val.mat and wider_*_val.mat"
     )
     source = wider.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, help="model to run: .onnx (CPU) or .hef (Hailo)")
+    source.add_argument(
+        "--model",
+        help="model to run: catalogue name (nvr models list), or a .onnx/.tflite (CPU) or .hef file",
+    )
     source.add_argument(
         "--predictions", type=Path, metavar="DIR", help="score existing WIDER txt predictions instead"
     )
-    wider.add_argument("--backend", choices=BACKENDS, default="auto")
+    wider.add_argument("--backend", choices=backend_choices(), default="auto")
     wider.add_argument(
-        "--detector", choices=DETECTORS, default="auto", help="detector family (default: from the model)"
+        "--detector",
+        choices=family_choices(),
+        default="auto",
+        help="detector family (default: from the model)",
     )
     wider.add_argument(
         "--input-size", type=int, default=640, metavar="N", help="model input N x N (default 640)"
@@ -64,17 +71,15 @@ def run_widerface(args: argparse.Namespace) -> int:
     else:
         if args.input_size <= 0 or args.input_size % 32:
             raise ModelError(f"--input-size must be a positive multiple of 32, got {args.input_size}")
-        out_dir = args.out or Path("widerface-eval") / args.model.stem
+        model = resolve_model(args.model, backend=args.backend, family=args.detector)
+        out_dir = args.out or Path("widerface-eval") / model.path.stem
+        size = args.input_size
         with open_detector(
-            args.model,
-            args.backend,
-            EVAL_SCORE_THRESHOLD,
-            args.input_size,
-            args.input_size,
-            detector=args.detector,
+            model, score_threshold=EVAL_SCORE_THRESHOLD, input_width=size, input_height=size
         ) as detector:
-            label = f"{args.model.name} ({detector.backend.name})"
-            predictions = predict(detector.detect, images, out_dir / "predictions", args.model.name)
+            name = (detector.path or model.path).name  # the CPU model's, after a fallback
+            label = f"{name} ({detector.backend.name})"
+            predictions = predict(detector.detect, images, out_dir / "predictions", name)
     result = evaluate(ground_truth, predictions)
     events = sorted({image.event for image in images})
     title = f"WIDER FACE val, {result.image_count} images: {label}"

@@ -53,9 +53,9 @@ def register_verify(actions: Any) -> None:
         "per image and overall, matched faces, box IoU, landmark error in pixels, missed and extra faces.",
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--hef", type=Path, required=True, help="the .hef to check")
+    parser.add_argument("--hef", required=True, help="the .hef to check: a file or a catalogue name")
     parser.add_argument(
-        "--onnx", type=Path, help="float reference (default: the catalogue model of the family)"
+        "--onnx", help="float reference, a file or a catalogue name (default: the CPU model of the family)"
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -154,24 +154,20 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from nvr.backends.hailo_diagnostics import model_family
     from nvr.contracts.imaging import load_rgb
     from nvr.detector import open_detector
-    from nvr.hef.reader import read_hef
+    from nvr.models.resolve import cpu_counterpart, resolve_model
     from nvr.models.verify import image_files, report_json, report_text, verify
 
     if not 0.0 <= args.threshold <= 1.0:
         raise ModelError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    onnx: Path | None = args.onnx
-    if onnx is None:
-        family = model_family(read_hef(args.hef))
-        entry = cpu_model_for(family)
-        if entry is None or not entry.local_path.is_file():
-            hint = f": nvr models pull {entry.id}" if entry is not None else ""
-            raise ModelError(
-                f"{args.hef}: no float {family} model in the model store to compare with; pass --onnx{hint}"
-            )
-        onnx = entry.local_path
+    hef = resolve_model(args.hef, backend="hailo")
+    if args.onnx is not None:
+        onnx = resolve_model(args.onnx, backend="onnx")
+    else:
+        onnx = cpu_counterpart(
+            hef, "compare with", lambda missing: ModelError(f"{hef.path}: {missing}; or pass --onnx")
+        )
     files = image_files(args.images)
     if not files:
         raise InputFileError(f"no images in {', '.join(map(str, args.images))}")
@@ -183,13 +179,13 @@ def run_verify(args: argparse.Namespace) -> int:
             progress.advance(note=path.name)
 
     with (
-        open_detector(onnx, "onnx", args.threshold) as reference,
-        open_detector(args.hef, "hailo", args.threshold) as hailo,
+        open_detector(onnx.pinned(), score_threshold=args.threshold) as reference,
+        open_detector(hef.pinned(), score_threshold=args.threshold) as hailo,
     ):
         report = verify(images(), reference, hailo)
     progress.close()
     if args.json:
-        print(json.dumps(report_json(report, args.hef, onnx)))
+        print(json.dumps(report_json(report, hef.path, onnx.path)))
     else:
-        print(report_text(report, args.hef, onnx))
+        print(report_text(report, hef.path, onnx.path))
     return int(ExitCode.OK if report.consistent else ExitCode.MODEL)

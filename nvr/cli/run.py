@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nvr.config import load_config
+from nvr.errors import ConfigError
 from nvr.logsetup import configure_logging
 
 
@@ -38,5 +39,10 @@ def run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"logging": config.logging.model_copy(update=updates)})
     configure_logging(config.logging.level, config.logging.format)
     from nvr.daemon.app import run_daemon  # imports the runtimes; keep `nvr --help` light
+    from nvr.daemon.preflight import preflight
+
+    problems = preflight(config, args.config.resolve())  # the checks `nvr check-config` makes
+    if problems:
+        raise ConfigError(problems[0].message)
 
     return run_daemon(args.config.resolve(), config, watch_file=not args.no_watch)

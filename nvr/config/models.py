@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from nvr.backends import backend_keys, plugin
+from nvr.backends.base import PluginConfig
+from nvr.families import family_names
 from nvr.redact import redact_url
 
 CAMERA_NAME_MAX = 64  # the README's limit; topics, shared-memory names and file names all take it
@@ -81,17 +84,45 @@ class CameraConfig(StrictModel):
         return Path(unquote(parts.path)) if parts.scheme.lower() == "file" else None
 
 
-class DetectorConfig(StrictModel):
-    backend: Literal["auto", "onnx", "tflite", "hailo"] = "auto"
+class _DetectorSettings(StrictModel):
+    """`detector:`. The choices of `backend` and `family`, and one `detector.<backend>` section per backend
+    with that backend's own typed settings, come from the registries (see `DetectorConfig` below)."""
+
+    backend: str = "auto"
     model: str = Field(
         default="scrfd_2.5g",
-        description="a catalogue name (`nvr models list`; fetched by `nvr models pull`) or a .onnx/.hef path",
+        description="a catalogue name (`nvr models list`; fetched by `nvr models pull`) or a model file path",
     )
     threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="face score threshold")
-    family: Literal["auto", "scrfd", "blazeface"] = Field(
-        default="auto", description="detector family; auto: inferred from the model file"
-    )
+    family: str = "auto"
     input_size: int = Field(default=640, ge=32, le=4096, multiple_of=32, description="model input side")
+
+    def backend_config(self, key: str) -> PluginConfig:
+        """The `detector.<key>` section (defaults when the file has none)."""
+        return cast(PluginConfig, getattr(self, key))
+
+
+def _detector_config() -> type[_DetectorSettings]:
+    keys = backend_keys()
+    fields: dict[str, Any] = {
+        "backend": (Literal[("auto", *keys)], Field(default="auto", description="auto: from the model")),
+        "family": (
+            Literal[("auto", *family_names("detector"))],
+            Field(default="auto", description="detector family; auto: recognised from the model's outputs"),
+        ),
+    }
+    for key in keys:
+        config = plugin(key).config
+        fields[key] = (config, Field(default_factory=config, description=f"settings of the {key} backend"))
+    return create_model("DetectorConfig", __base__=_DetectorSettings, __module__=__name__, **fields)
+
+
+if TYPE_CHECKING:
+
+    class DetectorConfig(_DetectorSettings): ...
+
+else:
+    DetectorConfig = _detector_config()
 
 
 class CaptureConfig(StrictModel):

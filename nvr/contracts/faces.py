@@ -60,7 +60,9 @@ class Detections:
     def empty(cls, landmark_names: tuple[str, ...] = SCRFD_LANDMARKS) -> Detections:
         k = len(landmark_names)
         return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, k, 2), np.float32),
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0, k, 2), np.float32),
             landmark_names,
         )
 

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from nvr.backends.onnx import OnnxBackend
 from nvr.contracts.tensors import RawOutput
 from nvr.errors import ModelError
+from nvr.families import detector_family
 from nvr.hef.model import HefLayer
 from nvr.hef.reader import read_hef
 
@@ -31,11 +32,16 @@ class HefQuantizedOnnx:
         self._layers: list[HefLayer] = list(info.default_group.outputs)
         inputs = info.default_group.inputs
         height, width = (inputs[0].shape[0], inputs[0].shape[1]) if inputs else (640, 640)
-        self._onnx = OnnxBackend(onnx_model, width, height)
+        spec = detector_family("scrfd").input  # the HEFs this stands in for are SCRFD's
+        self._onnx = OnnxBackend(onnx_model, width, height, mean=spec.mean, std=spec.std)
         self.input_width = self._onnx.input_width
         self.input_height = self._onnx.input_height
+        self.output_shapes = [tuple(layer.shape) for layer in self._layers]
         self._hef = Path(hef)
         self._plan: list[tuple[int, HefLayer]] | None = None
+
+    def set_normalisation(self, mean: float, std: float) -> None:
+        self._onnx.set_normalisation(mean, std)
 
     def infer(self, model_input: npt.NDArray[np.uint8]) -> list[RawOutput]:
         floats = self._onnx.infer(model_input)

@@ -67,4 +67,3 @@ def predict(
         progress.advance(note=image.name)
     progress.close()
     return predictions
-

@@ -6,6 +6,7 @@ A model lives in the model store under its file name (`models_dir()/det_2.5g.onn
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -15,7 +16,15 @@ import yaml
 from nvr.assets import assets_dir, models_dir
 from nvr.errors import ConfigError
 
-CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "models" / "catalogue.yaml"
+
+def _catalogue_path() -> Path:
+    """The checkout's `models/catalogue.yaml`; an installed nvr (scripts/install.sh: `pip install`, not
+    editable) has its copy in `<prefix>/share/nvr/` (pyproject's data-files)."""
+    checkout = Path(__file__).resolve().parents[2] / "models" / "catalogue.yaml"
+    return checkout if checkout.is_file() else Path(sys.prefix) / "share" / "nvr" / "catalogue.yaml"
+
+
+CATALOGUE_PATH = _catalogue_path()
 KINDS = ("hef", "onnx")
 
 

@@ -29,10 +29,6 @@ from nvr.postprocess.nms import nms
 
 FloatArray = npt.NDArray[np.float32]
 
-# The family's input normalisation, (x - mean) / std: MediaPipe feeds BlazeFace RGB in [-1, 1].
-INPUT_MEAN = 127.5
-INPUT_STD = 127.5
-
 NUM_COORDS = 16  # 4 box values + 6 keypoints × (x, y)
 NUM_KEYPOINTS = 6
 SCORE_CLIP = 100.0  # MediaPipe's score_clipping_thresh
