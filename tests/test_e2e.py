@@ -210,7 +210,7 @@ def follow_up_as_a_user_types_it(home: Path, store: Path) -> None:
     )
     image = asset_path("images/cospectrum_newton.png")
     detected = subprocess.run(
-        ["bash", "-lc", f"nvr detect {image} --model {store / 'det_2.5g.onnx'} --draw faces/"],
+        ["bash", "-lc", f"nvr detect {image} --model scrfd_2.5g-onnx --draw faces/"],  # as the README
         env=env, cwd=home, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert detected.returncode == 0 and detected.stderr == "", detected.stderr
