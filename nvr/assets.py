@@ -24,15 +24,30 @@ def assets_dir() -> Path:
     return (_PROJECT_ROOT.parent / "shared" / "assets").resolve()
 
 
+def systemd_state_directory() -> Path | None:
+    """systemd's `$STATE_DIRECTORY` (StateDirectory=, /var/lib/nvr) when running as the service: the first
+    folder if it lists several (separated by ':'). Run by hand as the service user (`sudo -u nvr nvr ...`),
+    that user's home when it lies in /var/lib: install.sh makes the state folder the service user's home,
+    so the command sees the daemon's files (face library, model store). None otherwise."""
+    value = os.environ.get("STATE_DIRECTORY")
+    if value:
+        return Path(value.split(":")[0])
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home directory known for this user
+        return None
+    return home if home.parent == Path("/var/lib") else None
+
+
 def models_dir() -> Path:
     """The model store: `$NVR_MODELS`; under systemd `$STATE_DIRECTORY/models` (/var/lib/nvr/models);
     else `$XDG_DATA_HOME/nvr/models` (default ~/.local/share/nvr/models)."""
     configured = os.environ.get(MODELS_ENV)
     if configured:
         return Path(configured).expanduser().resolve()
-    systemd_state = os.environ.get("STATE_DIRECTORY")  # may list several folders, separated by ':'
-    if systemd_state:
-        return Path(systemd_state.split(":")[0]) / "models"
+    systemd_state = systemd_state_directory()
+    if systemd_state is not None:
+        return systemd_state / "models"
     data_home = os.environ.get("XDG_DATA_HOME", "")
     base = Path(data_home) if os.path.isabs(data_home) else Path.home() / ".local" / "share"
     return base / "nvr" / "models"

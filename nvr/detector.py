@@ -19,8 +19,9 @@ import numpy as np
 
 from nvr.backends import PluginConfig, open_engine, plugin
 from nvr.backends.base import InferenceBackend, InferenceEngine, OutputShape
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.imaging import RgbImage, letterbox_into
+from nvr.contracts.imaging import letterbox_into
 from nvr.errors import ModelError
 from nvr.families import DetectorFamily, detector_family, recognise
 from nvr.models.resolve import ResolvedModel, open_with_fallback, resolve_model

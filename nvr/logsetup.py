@@ -106,7 +106,3 @@ def configure_logging(level: str = "info", format_: str = "auto", stream: TextIO
 def set_level(level: str) -> None:
     """Change the level on a reload."""
     logging.getLogger().setLevel(LEVELS.get(level, logging.INFO))
-
-
-def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)

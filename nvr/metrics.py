@@ -18,7 +18,7 @@ import structlog
 
 from nvr.errors import ConfigError
 
-log = structlog.get_logger("nvr.metrics")
+log = structlog.get_logger(__name__)
 
 MetricType = Literal["counter", "gauge"]
 

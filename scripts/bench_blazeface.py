@@ -27,7 +27,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from nvr.assets import assets_dir  # noqa: E402 - after the path set-up for running from a checkout
-from nvr.contracts.imaging import RgbImage, letterbox_into, load_rgb  # noqa: E402
+from nvr.contracts.arrays import RgbImage  # noqa: E402
+from nvr.contracts.imaging import letterbox_into, load_rgb  # noqa: E402
 from nvr.detector import FaceDetector, open_detector  # noqa: E402
 
 IMAGES = (

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Face events per second through tracker -> lifecycle -> durable outbox -> MQTT broker (PUBACK).
 
-Synthetic frames with several faces per camera drive the real `EventStage` with an update interval small
-enough that every face yields an event each frame; the `MqttSink` commits each event to the SQLite outbox and
+Synthetic frames with several faces per camera drive the real tracking and event stages (`FaceStages`)
+with an update interval small enough that every face yields an event each frame; the `MqttSink` commits
+each event to the SQLite outbox and
 the publisher delivers it at QoS 1. A run ends when the broker has acknowledged every event and the outbox
 is empty. Measured in the same run, for ratios that carry over to other machines:
 
@@ -39,12 +40,13 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from nvr.contracts.faces import SCRFD_LANDMARKS, Detections  # noqa: E402
 from nvr.contracts.frameresult import FrameResult  # noqa: E402
-from nvr.events.config import EventsConfig, SnapshotConfig, TrackerConfig  # noqa: E402
+from nvr.daemon.stages import FaceStages  # noqa: E402
+from nvr.events.config import EventsConfig, SnapshotConfig  # noqa: E402
 from nvr.events.payload import FaceEvent  # noqa: E402
-from nvr.events.stage import EventStage  # noqa: E402
 from nvr.mqtt.config import MqttConfig, OutboxConfig  # noqa: E402
 from nvr.mqtt.outbox import NewMessage, Outbox  # noqa: E402
 from nvr.mqtt.sink import MqttSink  # noqa: E402
+from nvr.tracking.config import TrackerConfig  # noqa: E402
 
 EPOCH = 1_763_683_200.0
 
@@ -114,7 +116,7 @@ def mosquitto() -> Iterator[tuple[str, int]]:
 
 def bench_stage(work: list[FrameResult], snapshots: bool) -> tuple[float, list[FaceEvent]]:
     sink = CollectingSink()
-    stage = EventStage(events_config(snapshots), sink)
+    stage = FaceStages(events_config(snapshots), sink)
     started = time.perf_counter()
     for frame in work:
         stage.handle(frame)
@@ -161,7 +163,7 @@ def bench_pipeline(host: str, port: int, work: list[FrameResult], outbox: Path, 
     )  # fmt: skip
     sink = MqttSink(config)
     sink.publisher.wait_connected(10)
-    stage = EventStage(events_config(False), sink)
+    stage = FaceStages(events_config(False), sink)
     started = time.perf_counter()
     for frame in work:
         stage.handle(frame)

@@ -52,7 +52,7 @@ run_step() {
 not_the_users_business="is ignored: it is neither a file nor a directory|^WARNING: Retrying "
 
 runtime_debs=(python3 python3-venv python3-pip)
-test_debs=(mosquitto mosquitto-clients openssl ffmpeg systemd
+test_debs=(mosquitto mosquitto-clients openssl ffmpeg systemd chromium chromium-driver
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav)

@@ -7,6 +7,6 @@ scripts/setup.sh --dev --no-launcher  # the tests leave the user's ~/.local/bin 
 echo "== ruff"
 .venv/bin/ruff check nvr tests scripts
 echo "== mypy"
-.venv/bin/mypy nvr
+.venv/bin/mypy nvr tests scripts
 echo "== pytest"
 .venv/bin/python -m pytest "$@"

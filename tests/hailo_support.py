@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 DOUBLE_DIR = Path(__file__).resolve().parent / "hailo_double"
 SCRFD_HEF = "hef/scrfd_2.5g.hailo10h.hef"
@@ -22,7 +24,8 @@ _DOUBLE_VARS = (
     "HAILO_DOUBLE_ARCH", "HAILO_DOUBLE_DEVICES", "HAILO_DOUBLE_LOCK_DIR", "HAILO_DOUBLE_SERVICE",
     "HAILO_DOUBLE_VERSION", "HAILO_DOUBLE_LATENCY_MS", "HAILO_DOUBLE_REPLAY", "HAILO_DOUBLE_QUEUE_SIZE",
     "HAILO_DOUBLE_FAIL_FRAMES", "HAILO_DOUBLE_FAIL_STATUS", "HAILO_DOUBLE_HANG_AFTER", "HAILO_DOUBLE_HANGS",
-    "HAILO_DOUBLE_ONNX",
+    "HAILO_DOUBLE_ONNX", "HAILO_DOUBLE_QUEUE_FRAMES", "HAILO_DOUBLE_EMBEDDER_ONNX",
+    "HAILO_DOUBLE_DRIVER_VERSION",
 )  # fmt: skip
 
 
@@ -74,6 +77,13 @@ def device_held_by_another_process(lock_dir: Path) -> Iterator[None]:
         yield
     finally:
         holder.communicate("\n", timeout=30)
+
+
+@pytest.fixture
+def hailo_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """structlog events logged during the test (from any thread), as dicts: event, log_level, keys."""
+    with structlog.testing.capture_logs() as logs:
+        yield logs
 
 
 @pytest.fixture

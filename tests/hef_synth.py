@@ -241,3 +241,36 @@ RESERVED_HEADER_BYTES: dict[int, range] = {
     2: range(28, 44),
     3: range(40, 56),
 }
+
+
+# --- a synthetic Hailo-8 build of a real HEF ------------------------------------------------------------
+
+SYNTHETIC_LABEL = "SYNTHETIC: hw_arch rewritten by tests/hef_synth.py, not a Dataflow Compiler build"
+
+
+def retarget(data: bytes, hw_arch: int, label: str = SYNTHETIC_LABEL) -> bytes:
+    """`data` (a valid HEF) claiming chip `hw_arch`, its SDK version string replaced by `label`.
+
+    Everything else (layers, order, quantization, header version) stays the real file's. The new header
+    message is the old one with two overriding fields appended; it goes last in the protobuf, where the
+    last occurrence of a singular field wins (protobuf semantics; HailoRT and nvr's reader agree).
+    """
+    from nvr.hef.protobuf import Message
+
+    _version, proto, _tail = split(data)
+    top = Message(proto)
+    old = top.message(1)
+    header = proto[old.start : old.end] + uint(1, hw_arch) + string(3, label)
+    return rewrap(data, proto + msg(1, header))
+
+
+def synthetic_hailo8_scrfd(source: str | bytes | object, target: object) -> None:
+    """Write a Hailo-8 (hw_arch 1, HAILO8P) copy of the real Hailo-10H SCRFD-2.5G HEF to `target`.
+
+    Why: no real chip runs both our SCRFD HEF (a Hailo-10H build, the only one available) and the ArcFace
+    HEF (a Hailo-8 build); tests that put both networks on one simulated Hailo-8 use this copy, labelled
+    SYNTHETIC in its SDK version string (`nvr models inspect` shows it).
+    """
+    from pathlib import Path
+
+    Path(str(target)).write_bytes(retarget(Path(str(source)).read_bytes(), 1))

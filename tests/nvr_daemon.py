@@ -137,6 +137,8 @@ class NvrDaemon:
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.instance: str | None = config.get("instance")
+        # The web UI is on by default (port 9121): tests that run daemons side by side take free ports.
+        config = config if "web" in config else {**config, "web": {"port": 0}}
         temporary = self.config_path.with_suffix(".tmp")
         temporary.write_text(yaml.safe_dump(config, sort_keys=False))
         os.replace(temporary, self.config_path)

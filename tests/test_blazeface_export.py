@@ -80,7 +80,7 @@ def test_the_front_network_is_mediapipes_short_range_graph(
     with torch.no_grad():
         boxes, scores = network(x)
     tflite = TfliteBackend(tflite_model, mean=INPUT_MEAN, std=INPUT_STD)
-    expected = {o.name: o.data for o in tflite.infer(image)}
+    expected = {o.name: o.data.astype(np.float32) for o in tflite.infer(image)}
     # TFLite stores these weights as float16 and runs XNNPACK: agreement to 0.2% of each output's range.
     for got, name in ((boxes, "regressors"), (scores, "classificators")):
         np.testing.assert_allclose(got.numpy(), expected[name], atol=2e-3 * np.abs(expected[name]).max())
@@ -99,7 +99,7 @@ def test_the_onnx_export_computes_what_pytorch_computes(
     assert (backend.input_width, backend.input_height) == (size, size)
     assert backend.output_shapes == [(1, 896, 16), (1, 896, 1)]
     image = model_input(asset, size)
-    got = {o.name: o.data for o in backend.infer(image)}
+    got = {o.name: o.data.astype(np.float32) for o in backend.infer(image)}
     x = torch.from_numpy((image.astype(np.float32) - INPUT_MEAN) / INPUT_STD).permute(2, 0, 1)[None]
     with torch.no_grad():
         boxes, scores = exporter.load(weights_path, back)(x)

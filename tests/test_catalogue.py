@@ -53,3 +53,18 @@ def test_bad_catalogue_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("models:\n  - id: x\n    family: scrfd_2.5g\n    kind: hef\n    url: u\n    path: p\n")
     with pytest.raises(ConfigError, match=r"models\[0\] \(x\): kind must be hef \(with a chip\)"):
         load_catalogue(bad)
+
+
+def test_face_embedders_have_official_sources_normalisation_and_thresholds() -> None:
+    entries = load_catalogue()
+    for chip in ("hailo8", "hailo8l"):
+        entry = find(f"arcface_mobilefacenet-{chip}", entries)
+        assert entry is not None and entry.kind == "hef" and entry.chip == chip
+        assert entry.url == f"{MODEL_ZOO}v2.18.0/{chip}/arcface_mobilefacenet.hef"
+        assert entry.match_threshold is not None and entry.input_mean is None  # normalised inside the HEF
+    cpu = cpu_model_for("arcface_mobilefacenet", entries)
+    assert cpu is not None and cpu.id == "arcface_mobilefacenet-onnx"
+    assert cpu.url.endswith("/buffalo_sc.zip") and cpu.member == "w600k_mbf.onnx"
+    assert (cpu.input_mean, cpu.input_std) == (127.5, 127.5) and cpu.match_threshold == 0.4
+    # Test models are test assets, never catalogue entries.
+    assert not any("fr_feature" in e.path or "mobilefacenet_192" in e.path for e in entries)

@@ -83,7 +83,7 @@ def test_run_reload_and_shutdown(tmp_path: Path) -> None:
         reloaded = daemon.wait_for_event("configuration reloaded")
         assert reloaded["changes"] == "added yard"
         daemon.wait_for_log(
-            lambda line: str(line.get("event")).startswith("face new") and "camera=yard" in line["event"],
+            lambda line: line.get("event") == "face new" and line.get("camera") == "yard",
             60, "a face on the new camera",
         )  # fmt: skip
 

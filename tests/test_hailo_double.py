@@ -157,6 +157,60 @@ def test_wait_for_async_ready_times_out_beyond_the_queue(scrfd: tuple[Any, Any])
         configured.wait_for_async_ready(timeout_ms=50, frames_count=configured.get_async_queue_size() + 1)
 
 
+@pytest.mark.parametrize("batch", [1, 4, 8])
+def test_queue_size_per_batch_unit_or_absolute(
+    asset: Callable[[str], Path], double: Callable[..., None], batch: int
+) -> None:
+    """Per batch unit (default, 4 frames per unit) the queue grows with the batch; absolute mode
+    (HAILO_DOUBLE_QUEUE_FRAMES) reports the same number of frames whatever the batch."""
+    for settings, expected in (({}, 4 * batch), ({"queue_frames": "3"}, 3)):
+        double(**settings)
+        with _vdevice() as vdevice:
+            model = vdevice.create_infer_model(str(asset(SCRFD_HEF)))
+            model.set_batch_size(batch)
+            with model.configure() as configured:
+                assert configured.get_async_queue_size() == expected
+                configured.wait_for_async_ready(timeout_ms=50, frames_count=expected)
+                with pytest.raises(ph.HailoRTTimeout):
+                    configured.wait_for_async_ready(timeout_ms=50, frames_count=expected + 1)
+
+
+def test_device_time_per_network() -> None:
+    from hailo_platform.pyhailort._pyhailort import DeviceTimeline, DoubleConfig
+
+    env = {"HAILO_DOUBLE_LATENCY_MS": "2, scrfd_2_5g=1.5, arcface_mobilefacenet=0.25"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        config = DoubleConfig.from_env()
+    assert config.latency_for("scrfd_2_5g") == pytest.approx(0.0015)
+    assert config.latency_for("arcface_mobilefacenet") == pytest.approx(0.00025)
+    assert config.latency_for("mnist") == pytest.approx(0.002)  # the bare number: every other network
+    timeline = DeviceTimeline()
+    # One chip: a frame starts when the chip is free and the frame has arrived.
+    assert timeline.book(10.0, 0.0015) == pytest.approx(10.0015)
+    assert timeline.book(10.0, 0.00025) == pytest.approx(10.00175)  # queued behind the first
+    assert timeline.book(20.0, 0.00025) == pytest.approx(20.00025)  # the chip was idle meanwhile
+    assert timeline.busy_s == pytest.approx(0.002)
+
+
+def test_the_higher_priority_network_goes_first() -> None:
+    """HailoRT's scheduler serves the higher priority first while it has frames waiting."""
+    from hailo_platform.pyhailort._pyhailort import DeviceTimeline
+
+    timeline = DeviceTimeline()
+    timeline.arrive(16, 1)  # an embedder frame (default priority) ...
+    timeline.arrive(20, 1)  # ... and a detector frame (priority 20) both waiting
+    low: list[float] = []
+    embedder = threading.Thread(target=lambda: low.append(timeline.book(0.0, 0.001, 16)))
+    embedder.start()
+    embedder.join(0.2)
+    assert not low  # it waits while the detector's frame has not started
+    assert timeline.book(0.0, 0.002, 20) == pytest.approx(0.002)  # the detector's frame runs first
+    embedder.join(5)
+    assert low == [pytest.approx(0.003)]  # then the embedder's, behind it
+
+
 def test_reused_bindings_without_set_buffer_leave_the_user_buffer_stale(scrfd: tuple[Any, Any]) -> None:
     _, model = scrfd
     outputs = _buffers(model)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +33,7 @@ IMAGES = [
 ]
 
 
-pytest_plugins = ("hailo_support",)  # fixture: double (configures the HailoRT double)
+pytest_plugins = ("hailo_support",)  # fixtures: double (configures the HailoRT double), hailo_logs
 
 
 @pytest.fixture
@@ -64,6 +64,10 @@ def _collect(engine: HailoEngine, n: int, timeout: float = 60.0) -> list[tuple[o
             with result:
                 got.append((result.tag, result.error))
     return got
+
+
+def _events(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [entry for entry in list(logs) if entry["event"] == event]
 
 
 def _engine(asset: Callable[[str], Path], **settings: float) -> Iterator[HailoEngine]:
@@ -246,10 +250,9 @@ def test_failed_jobs_are_logged_counted_and_skipped(
     asset: Callable[[str], Path],
     double: Callable[..., None],
     frame: np.ndarray,
-    caplog: pytest.LogCaptureFixture,
+    hailo_logs: list[dict[str, Any]],
 ) -> None:
     double(replay="1", fail_frames="2,5")
-    caplog.set_level(logging.WARNING, logger="nvr.backends.hailo")
     for engine in _engine(asset, batch_size=1):
         for i in range(8):
             engine.submit(ArrayFrame(frame, i))
@@ -259,20 +262,20 @@ def test_failed_jobs_are_logged_counted_and_skipped(
         assert [tag for tag, error in got if error is not None] == [2, 5]
         assert "libhailort failed with error: 8 (HAILO_INTERNAL_FAILURE)" in str(got[2][1])
         deadline = time.monotonic() + 5
-        while "Hailo job failed" not in caplog.text and time.monotonic() < deadline:
+        while not _events(hailo_logs, "Hailo job failed; carrying on") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert engine.stats.failed == 2 and engine.stats.restarts == 0
-    assert "Hailo job failed: HailoRTException: libhailort failed with error: 8" in caplog.text
+    (failed, *_) = _events(hailo_logs, "Hailo job failed; carrying on")
+    assert failed["error"].startswith("HailoRTException: libhailort failed with error: 8")
 
 
 def test_hung_device_is_detected_and_recreated(
     asset: Callable[[str], Path],
     double: Callable[..., None],
     frame: np.ndarray,
-    caplog: pytest.LogCaptureFixture,
+    hailo_logs: list[dict[str, Any]],
 ) -> None:
     double(replay="1", hang_after="3")
-    caplog.set_level(logging.WARNING, logger="nvr.backends.hailo")
     for engine in _engine(asset, batch_size=1, hang_timeout_s=1.0):
         for i in range(6):
             engine.submit(ArrayFrame(frame, i))
@@ -283,8 +286,9 @@ def test_hung_device_is_detected_and_recreated(
         assert engine.stats.restarts == 1
         engine.submit(ArrayFrame(frame, "after"))
         assert _collect(engine, 1) == [("after", None)]  # the re-created device works
-    assert "the Hailo device stopped completing jobs" in caplog.text
-    assert "tearing down and re-creating the Hailo device" in caplog.text
+    (torn_down,) = _events(hailo_logs, "tearing down and re-creating the Hailo device")
+    assert torn_down["reason"].startswith("the Hailo device stopped completing jobs")
+    assert _events(hailo_logs, "Hailo device re-created; inference continues")
 
 
 def test_clean_shutdown_leaves_no_job_behind(

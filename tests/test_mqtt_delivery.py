@@ -15,8 +15,8 @@ from mqtt_child import EPOCH, ChildProcess, synthetic_event
 
 from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
 from nvr.contracts.frameresult import FrameResult
+from nvr.daemon.stages import FaceStages
 from nvr.events.config import EventsConfig
-from nvr.events.stage import EventStage
 from nvr.mqtt.sink import MqttSink
 
 Factory = Callable[..., Subscriber]
@@ -94,7 +94,7 @@ def test_events_made_during_a_broker_outage_arrive_in_order_after_it(
     subscriber = subscriber_factory(broker, ["nvr/#"], persistent=True)
     sink = MqttSink(client_config(broker, tmp_path / "o.db", reconnect_max_delay=2), cameras=["door"])
     sink.publisher.wait_connected(10)
-    stage = EventStage(EventsConfig(update_interval=0.5), sink, cameras=["door"])
+    stage = FaceStages(EventsConfig(update_interval=0.5), sink, cameras=["door"])
     broker.stop()
     # Faces come and go in front of the camera while the broker is down (the real tracker path).
     for i in range(120):

@@ -4,31 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 from pathlib import Path
 
 import jsonschema
 import pytest
 from mqtt_child import synthetic_event
+from structlog.testing import capture_logs
 from video_faces import empty_frame, video_frames
 
+from nvr.daemon.stages import FaceStages
 from nvr.errors import ConfigError, ExitCode
-from nvr.events.config import EventFileConfig, EventsConfig, TrackerConfig
+from nvr.events.config import EventFileConfig, EventsConfig
 from nvr.events.payload import SCHEMA_PATH
 from nvr.events.sink import JsonLinesSink, read_event_lines
-from nvr.events.stage import EventStage
+from nvr.tracking.config import TrackerConfig
 
 
-def test_video_events_go_to_the_log_and_the_event_file(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_video_events_go_to_the_log_and_the_event_file(tmp_path: Path) -> None:
     sink = JsonLinesSink(EventFileConfig(path=tmp_path / "events.jsonl"))
-    stage = EventStage(
+    stage = FaceStages(
         EventsConfig(update_interval=0.3, tracker=TrackerConfig(end_after=0.4)), sink, ["hamilton"]
     )
     clip = video_frames()
-    with caplog.at_level(logging.INFO, logger="nvr.events.sink"):
+    with capture_logs() as logs:
         for frame in clip:
             stage.handle(frame.result())
         stage.handle(empty_frame(clip[-1], 1.0))
@@ -39,10 +38,9 @@ def test_video_events_go_to_the_log_and_the_event_file(
     for event in events:
         validator.validate(event)
     assert {e["type"] for e in events} == {"new", "update", "end"}
-    logged = [r.getMessage() for r in caplog.records]
-    assert len(logged) == len(events) and all(
-        m.startswith("face ") and "camera=hamilton" in m for m in logged
-    )
+    logged = [e for e in logs if e["event"].startswith("face ")]
+    assert [(e["event"], e["event_id"]) for e in logged] == [(f"face {e['type']}", e["id"]) for e in events]
+    assert all(e["camera"] == "hamilton" and e["log_level"] == "info" for e in logged)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"], "no outbox without a broker"
 
 
@@ -66,15 +64,17 @@ def test_the_event_file_rotates_and_keeps_its_backups(tmp_path: Path) -> None:
     assert read_event_lines(path)[-1]["frame_time"] == synthetic_event("cam", 40).face.frame_time
 
 
-def test_bad_events_are_not_written(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_events_are_not_written(tmp_path: Path) -> None:
     sink = JsonLinesSink(EventFileConfig(path=tmp_path / "events.jsonl"))
     good = synthetic_event("cam", 0)
-    with caplog.at_level(logging.ERROR):
+    with capture_logs() as logs:
         sink.publish_event(dataclasses.replace(good, face=dataclasses.replace(good.face, score=math.inf)))
     sink.publish_event(good)
     sink.close()
     assert [e["frame_time"] for e in read_event_lines(tmp_path / "events.jsonl")] == [good.face.frame_time]
-    assert sink.events_rejected == 1 and "not written" in caplog.text
+    assert sink.events_rejected == 1
+    rejected = [(e["event"], e["event_id"], e["camera"]) for e in logs]
+    assert rejected == [("face event not written", good.id, "cam")]
 
 
 def test_an_unwritable_event_file_is_a_config_error(tmp_path: Path) -> None:

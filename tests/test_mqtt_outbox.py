@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from nvr.errors import ConfigError, ExitCode, InputFileError
 from nvr.mqtt.config import OutboxConfig
@@ -43,15 +43,15 @@ def test_messages_come_back_in_order_and_survive_a_reopen(tmp_path: Path) -> Non
     assert journal == "wal"
 
 
-def test_full_outbox_drops_the_oldest_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_full_outbox_drops_the_oldest_and_says_so(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db", OutboxConfig(max_messages=10))
-    with caplog.at_level(logging.WARNING, logger="nvr.mqtt.outbox"):
+    with capture_logs() as logs:
         for i in range(25):
             outbox.put([message(i)])
     assert len(outbox) == 10 and outbox.dropped_full == 15
     assert [r.payload.strip() for r in outbox.pending(0, 100)] == [str(i).encode() for i in range(15, 25)]
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings and "dropped" in warnings[0] and "outbox full" in warnings[0]
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert warnings and "dropped" in warnings[0]["event"] and warnings[0]["reason"] == "outbox full"
     assert len(warnings) == 1, "drops are summarised, not logged one by one"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mosquitto import Mosquitto, Subscriber, client_config, make_tls_files
 from mqtt_child import synthetic_event
+from structlog.testing import capture_logs
 
 from nvr.errors import ConfigError, ExitCode, NetworkError
 from nvr.mqtt.credentials import CREDENTIALS_ENV, resolve_password
@@ -46,20 +47,20 @@ def test_tls_with_a_ca_and_client_certificate(
 
 
 def test_tls_with_an_unknown_ca_is_a_clear_error(
-    broker_factory: Callable[..., Mosquitto], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker_factory: Callable[..., Mosquitto], tmp_path: Path
 ) -> None:
     broker = broker_factory(tls=make_tls_files(tmp_path / "pki"))
     other = make_tls_files(tmp_path / "other", common_name="someone else's CA")
     tls = {"ca_file": other.ca_cert, "cert_file": other.client_cert, "key_file": other.client_key}
     config = client_config(broker, tmp_path / "o.db", host="localhost", tls=tls)
     sink = MqttSink(config, cameras=["cam"])
-    with caplog.at_level(logging.ERROR), pytest.raises(NetworkError) as info:
+    with capture_logs() as logs, pytest.raises(NetworkError) as info:
         sink.publisher.wait_connected(4)
     sink.close(timeout=1)
     assert info.value.exit_code == ExitCode.NETWORK
     message = info.value.message
     assert "certificate" in message and "localhost" in message and "\n" not in message
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [e.get("error") for e in logs if e["log_level"] == "error"]
     assert errors.count(message) == 1, "one line per distinct failure, not one per retry"
 
 
@@ -88,7 +89,7 @@ def test_wrong_password_is_a_clear_error_and_never_logged(
 ) -> None:
     broker = broker_factory(passwords={"nvr": PASSWORD})
     config = client_config(broker, tmp_path / "o.db", username="nvr", password="not-the-password")
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), capture_logs() as logs:  # paho's lines, and ours
         sink = MqttSink(config, cameras=["cam"])
         with pytest.raises(NetworkError) as info:
             sink.publisher.wait_connected(4)  # long enough for a few retries
@@ -98,7 +99,7 @@ def test_wrong_password_is_a_clear_error_and_never_logged(
         f"MQTT broker 127.0.0.1:{broker.port} refused the connection: Not authorized "
         "(check the username and password; broker does not accept user 'nvr')"
     )
-    logged = caplog.text
+    logged = caplog.text + repr(logs)
     assert logged.count("refused the connection") == 1
     assert "not-the-password" not in logged and "not-the-password" not in repr(config)
     assert "not-the-password" not in config.model_dump_json()
@@ -148,12 +149,11 @@ def test_a_topic_the_acl_denies_is_a_clear_error_and_does_not_block_the_rest(
     broker_factory: Callable[..., Mosquitto],
     subscriber_factory: Factory,
     tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     broker = broker_factory(passwords={"nvr": PASSWORD, "watcher": "w"}, acl=ACL)
     subscriber = subscriber_factory(broker, ["nvr/#"], username="watcher", password="w")
     config = client_config(broker, tmp_path / "o.db", username="nvr", password=PASSWORD)
-    with caplog.at_level(logging.ERROR):
+    with capture_logs() as logs:
         sink = MqttSink(config, cameras=["allowed"])
         sink.publisher.wait_connected(10)
         for k in range(3):
@@ -163,11 +163,14 @@ def test_a_topic_the_acl_denies_is_a_clear_error_and_does_not_block_the_rest(
         sink.close()
     assert face_events(subscriber, "denied") == []
     assert sink.publisher.counters["refused"] == 3 and sink.publisher.outbox_pending == 0
-    refusals = [r.getMessage() for r in caplog.records if "nvr/denied/face" in r.getMessage()]
+    refusals = [e for e in logs if e.get("topic") == "nvr/denied/face"]
     assert refusals == [
-        f"MQTT broker 127.0.0.1:{broker.port} refused a message on nvr/denied/face: Not authorized "
-        "(check the broker's ACL for user 'nvr'); dropped"
-    ], "one clear line per refused topic, not one per message"
+        {
+            "event": "MQTT broker refused a message: dropped", "log_level": "error",
+            "broker": f"127.0.0.1:{broker.port}", "topic": "nvr/denied/face", "reason": "Not authorized",
+            "hint": "check the broker's ACL for user 'nvr'",
+        }
+    ], "one clear line per refused topic, not one per message"  # fmt: skip
 
 
 def test_mqtt_3_1_1_brokers_work_too(broker: Mosquitto, subscriber_factory: Factory, tmp_path: Path) -> None:

@@ -73,6 +73,20 @@ def test_unit_agrees_with_the_code() -> None:
     assert "StateDirectory" in settings and "ConfigurationDirectory" in settings
 
 
+def test_unit_reaches_hailorts_multi_process_service_socket() -> None:
+    """PrivateTmp= hides the host's /tmp, where hailort_service listens (/tmp/hailort_uds.sock): the unit
+    binds that one socket in, optionally ("-": no error when the service is not installed or running), keeps
+    its private /tmp, allows AF_UNIX, and starts after hailort.service without requiring it."""
+    settings = unit_settings()
+    assert settings["PrivateTmp"] == ["yes"]
+    assert "-/tmp/hailort_uds.sock" in settings["BindPaths"]
+    assert "AF_UNIX" in settings["RestrictAddressFamilies"][0].split()
+    assert "hailort.service" in settings["After"][0].split()
+    requires = " ".join(v for k in ("Requires", "Wants", "BindsTo") for v in settings.get(k, []))
+    assert "hailort" not in requires  # a machine without the service (or without a Hailo) still starts nvr
+    assert "/tmp/hailort_uds.sock" in (PROJECT_ROOT / "README.md").read_text()
+
+
 def test_unit_parses_as_ini() -> None:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.read_string(UNIT.read_text())

@@ -17,12 +17,15 @@ from mqtt_child import synthetic_event
 from PIL import Image
 from video_faces import empty_frame, video_frames
 
+from nvr.daemon.stages import FaceStages
 from nvr.errors import ConfigError, ExitCode
-from nvr.events.config import EventFileConfig, EventsConfig, SnapshotConfig, TrackerConfig
+from nvr.events.config import EventFileConfig, EventsConfig, SnapshotConfig
 from nvr.events.payload import SCHEMA_PATH, FaceEvent
 from nvr.events.sink import JsonLinesSink, read_event_lines
 from nvr.events.snapshot_store import SnapshotFilesSink, SnapshotStore
-from nvr.events.stage import EventStage
+from nvr.recognition.presence import PeopleChange, PresenceState
+from nvr.recognition.strangers import StrangerEvent
+from nvr.tracking.config import TrackerConfig
 
 
 def jpeg(shade: int) -> bytes:
@@ -38,7 +41,7 @@ def with_snapshot(k: int, shade: int = 128) -> FaceEvent:
 def test_without_a_broker_every_promised_snapshot_is_a_file_named_in_the_event_lines(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path / "snapshots", keep_files=100, keep_days=7)
     sink = JsonLinesSink(EventFileConfig(path=tmp_path / "events.jsonl"), store)
-    stage = EventStage(
+    stage = FaceStages(
         EventsConfig(update_interval=0.3, tracker=TrackerConfig(end_after=0.4)), sink, ["hamilton"]
     )
     clip = video_frames()
@@ -151,6 +154,18 @@ class Collect:
         self.events += events
 
     def publish_face_count(self, camera: str, count: int) -> None:
+        pass
+
+    def enable_strangers(self, camera: str) -> None:
+        pass
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        pass
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        pass
+
+    def publish_people(self, change: PeopleChange) -> None:
         pass
 
     def close(self, timeout: float = 5.0) -> None:

@@ -18,10 +18,13 @@ from video_faces import empty_frame, video_frames
 
 from nvr.contracts.faces import SCRFD_LANDMARKS, Detections
 from nvr.contracts.frameresult import FrameResult
-from nvr.events.config import EventsConfig, SnapshotConfig, TrackerConfig
+from nvr.contracts.tracks import NOT_TRACKED, TrackedFrame
+from nvr.daemon.stages import FaceStages
+from nvr.events.config import EventsConfig, SnapshotConfig
 from nvr.events.payload import SCHEMA_PATH, FaceEvent
-from nvr.events.stage import EventStage
-from nvr.events.tracker import IouTracker, iou_matrix
+from nvr.tracking.config import TrackerConfig
+from nvr.tracking.stage import TrackingStage
+from nvr.tracking.tracker import IouTracker, iou_matrix
 
 T0 = 1_763_683_200.0
 
@@ -59,7 +62,7 @@ def frame(i: int, detections: Detections, fps: float = 10.0, camera: str = "cam"
 
 def run(frames: list[FrameResult], config: EventsConfig | None = None) -> ListSink:
     sink = ListSink()
-    stage = EventStage(config or EventsConfig(), sink)
+    stage = FaceStages(config or EventsConfig(), sink)
     for f in frames:
         stage.handle(f)
     return sink
@@ -76,7 +79,7 @@ def test_video_faces_entering_and_leaving_make_new_updates_end() -> None:
     config = EventsConfig(update_interval=0.3, tracker=TrackerConfig(end_after=0.4))
     clip = video_frames()
     sink = ListSink()
-    stage = EventStage(config, sink, cameras=["hamilton"])
+    stage = FaceStages(config, sink, cameras=["hamilton"])
     for f in clip:
         stage.handle(f.result())
     stage.handle(empty_frame(clip[-1], 1.0))  # the scene empties: every face has left
@@ -180,7 +183,7 @@ def test_non_finite_or_empty_faces_never_become_events() -> None:
     bad.boxes[0, 2] = np.nan
     bad.landmarks[1, 3, 0] = np.inf
     sink = ListSink()
-    stage = EventStage(EventsConfig(), sink)
+    stage = FaceStages(EventsConfig(), sink)
     for i in range(30):
         stage.handle(frame(i, bad))
     assert sink.events == []
@@ -205,7 +208,7 @@ def test_best_face_prefers_confident_and_large_faces() -> None:
 def test_a_stalled_camera_ends_its_events_and_close_ends_the_rest() -> None:
     now = [0.0]
     sink = ListSink()
-    stage = EventStage(EventsConfig(), sink, clock=lambda: now[0])
+    stage = FaceStages(EventsConfig(), sink, clock=lambda: now[0])
     for i in range(5):
         stage.handle(frame(i, faces((100, 100, 160, 170)), camera="stalled"))
         stage.handle(frame(i, faces((100, 100, 160, 170)), camera="live"))
@@ -257,3 +260,27 @@ def test_the_schema_rejects_what_consumers_must_not_get() -> None:
     for payload in broken:
         assert not validator.is_valid(payload), payload
     assert events[0].type == "new" and events[-1].type == "end"
+
+
+def test_tracking_stage_hands_each_detection_its_track_id() -> None:
+    seen: list[TrackedFrame] = []
+
+    class Collect:
+        def handle(self, tracked: TrackedFrame) -> None:
+            seen.append(tracked)
+
+    stage = TrackingStage(TrackerConfig(min_hits=2, end_after=0.5), Collect())
+    nan_face = faces((100, 100, 160, 170), (300, 100, 360, 170))
+    nan_face.boxes[1, 0] = np.nan
+    stage.handle(frame(0, nan_face))
+    stage.handle(frame(1, faces((500, 100, 560, 170), (102, 100, 162, 170))))  # order changed, one new face
+    for i in range(2, 12):
+        stage.handle(frame(i, faces()))
+    first, second = seen[0], seen[1]
+    assert first.track_ids().tolist() == [1, NOT_TRACKED] and not first.confirmed
+    assert second.track_ids().tolist() == [2, 1]
+    assert [(f.track_id, f.hits) for f in second.confirmed] == [(1, 2)]  # the new face is still tentative
+    assert first.identities == {} and stage.invalid_faces == 1
+    ended = [t for tracked in seen for t in tracked.ended]
+    assert [t.track_id for t in ended] == [1] and ended[0].last_seen == pytest.approx(T0 + 0.1)
+    assert all(tracked.frame is not None for tracked in seen)

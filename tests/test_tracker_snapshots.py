@@ -10,19 +10,12 @@ import numpy as np
 from conftest import asset_path
 from PIL import Image
 
+from nvr.contracts.alignment import ARCFACE_TEMPLATE, align_face, align_faces, alignment_matrix
 from nvr.contracts.faces import BLAZEFACE_LANDMARKS, SCRFD_LANDMARKS
 from nvr.contracts.imaging import load_rgb
 from nvr.detector import open_detector
 from nvr.events.config import SnapshotConfig
-from nvr.events.snapshot import (
-    ARCFACE_TEMPLATE,
-    FaceCrop,
-    SnapshotMaker,
-    align_face,
-    alignment_matrix,
-    crop_face,
-    encode_jpeg,
-)
+from nvr.events.snapshot import FaceCrop, SnapshotMaker, crop_face, encode_jpeg
 
 IMAGE = "images/cospectrum_newton.png"  # one face, box about [334, 89, 438, 232]
 
@@ -100,7 +93,8 @@ def test_aligned_crop_does_not_depend_on_head_roll() -> None:
     turned_box = np.concatenate([turned_landmarks.min(0) - 40, turned_landmarks.max(0) + 40])
     turned = maker.capture(turned_image, 1.0, turned_box, turned_landmarks, SCRFD_LANDMARKS)
     assert upright is not None and turned is not None
-    a, b = align_face(upright), align_face(turned)
+    a = align_face(upright.pixels, upright.landmarks, SCRFD_LANDMARKS)
+    b = align_face(turned.pixels, turned.landmarks, SCRFD_LANDMARKS)
     assert a is not None and b is not None and a.shape == (112, 112, 3)
     inner = (slice(16, 96), slice(16, 96))  # away from the corners the rotation fills differently
     difference = np.abs(a[inner].astype(int) - b[inner].astype(int)).mean()
@@ -136,8 +130,26 @@ def test_alignment_needs_two_known_points() -> None:
     points = np.array([[10, 10], [20, 10]], np.float32)
     assert alignment_matrix(points, ("right_eye", "right_ear_tragion")) is None
     assert alignment_matrix(np.array([[10, 10], [10, 10]], np.float32), ("right_eye", "left_eye")) is None
-    crop = FaceCrop(np.zeros((20, 20, 3), np.uint8), points, ("nose_tip", "left_ear_tragion"), (0, 0, 20, 20))
-    assert align_face(crop) is None
+    assert align_face(np.zeros((20, 20, 3), np.uint8), points, ("nose_tip", "left_ear_tragion")) is None
+
+
+def test_faces_align_straight_from_the_frame_many_at_once() -> None:
+    image, box, landmarks = newton()
+    # From the whole frame (only the face's region is read) as from a crop copied out of it.
+    crop = SnapshotMaker(SnapshotConfig(aligned=True)).capture(image, 1.0, box, landmarks, SCRFD_LANDMARKS)
+    assert crop is not None
+    from_crop = align_face(crop.pixels, crop.landmarks, SCRFD_LANDMARKS)
+    # A batch: the face, the face again, one whose landmarks cannot place it, one outside the image.
+    outside = landmarks + np.float32(10_000)
+    batch = np.stack([landmarks, landmarks, np.full_like(landmarks, np.nan), outside])
+    aligned, placed = align_faces(image, batch, SCRFD_LANDMARKS)
+    assert aligned.shape == (4, 112, 112, 3) and placed.tolist() == [True, True, False, True]
+    assert from_crop is not None and np.abs(aligned[0].astype(int) - from_crop.astype(int)).max() <= 1
+    np.testing.assert_array_equal(aligned[0], aligned[1])
+    assert aligned[0].mean() > 40 and aligned[2].max() == 0 and aligned[3].max() == 0
+    # The eyes land where the template puts them: darker than the cheeks below them.
+    eye_row, cheek_row = aligned[0, 50:54].mean(), aligned[0, 60:64].mean()
+    assert eye_row < cheek_row
 
 
 def test_snapshots_can_be_disabled() -> None:

@@ -13,8 +13,9 @@ import av
 import numpy as np
 from conftest import asset_path
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.frameresult import FrameResult, RgbArray
+from nvr.contracts.frameresult import FrameResult
 from nvr.detector import open_detector
 
 CLIP = "video/hamilton_clip.mp4"  # 640x360, 29.97 fps
@@ -29,7 +30,7 @@ EPOCH = 1_763_683_200.0  # capture time of frame 0
 class VideoFrame:
     index: int
     capture_time: float
-    image: RgbArray
+    image: RgbImage
     detections: Detections
 
     def result(self, camera: str = "hamilton") -> FrameResult:

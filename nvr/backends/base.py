@@ -100,8 +100,25 @@ class OpenedEngine:
     set_normalisation: Callable[[float, float], None]
 
 
+class EmbedderRuntime(Protocol):
+    """Runs batches of aligned 112x112 faces through a face-embedding model (nvr/families/arcface.py does
+    the rest: batching to `batch`, recognising the output, L2 normalisation)."""
+
+    name: str  # the backend's key
+    batch: int | None  # the model's fixed batch size, or None when it takes any
+    output_shape: OutputShape  # per batch, as the model declares it
+
+    def run(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """uint8 [B, 112, 112, 3] RGB (B == batch when fixed) -> the model's float output [B, ...]."""
+        ...
+
+    def close(self) -> None: ...
+
+
 # open_backend(model file, the backend's config, the input size a dynamic model should take)
 OpenBackend = Callable[[Path, Any, tuple[int, int]], InferenceBackend]
+# open_embedder(model file, the backend's config, the family's input mean and std)
+OpenEmbedder = Callable[[Path, Any, float, float], EmbedderRuntime]
 OpenEngine = Callable[[Path, Any, tuple[int, int]], OpenedEngine]
 
 
@@ -115,3 +132,5 @@ class BackendPlugin:
     open_engine: OpenEngine | None = None
     # Whether its runtime is installed here (cheap: no import of the runtime itself).
     available: Callable[[], bool] = lambda: True
+    # Face embedders (batches of aligned faces) on this backend; None: it runs none on its own.
+    open_embedder: OpenEmbedder | None = None

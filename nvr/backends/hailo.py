@@ -1,43 +1,34 @@
-"""Hailo backend: an asynchronous inference engine around HailoRT's InferModel API (hailo_platform 4.18+).
+"""Hailo backend (registry key "hailo"): its user-settable config, the synchronous backend, the plugin.
 
-One thread owns the VDevice, the InferModel and the ConfiguredInferModel (HailoRT requires them to stay in
-the process, and is simplest to reason about from one thread). Frames arrive as references to their
-pixels (`nvr.contracts.frameref.FrameRef`) in a bounded queue that drops the oldest frame when the
-device falls behind. The engine copies each frame once, into a pre-allocated input buffer bound to the
-device, and releases the reference at once. Several jobs are in flight; HailoRT's callback thread only
-hands the finished buffer set to the result queue. A result is the device's raw uint8 maps with each output's
-quantization (`RawOutput`), tagged with its frame; the consumer (the SCRFD postprocessor) releases it,
-which returns its buffers to the pool.
-
-Failures: setup problems raise one-line `NvrError`s (see hailo_diagnostics). At run time a failed job is
-logged, counted and delivered with `error` set; jobs that stop completing (a hung device) or keep failing
-make the engine tear the device down and re-create it, saying so.
+The asynchronous engine the daemon runs is nvr/backends/hailo_engine.py (one thread owning the VDevice;
+jobs sized from HailoRT's async queue), the device side nvr/backends/hailo_device.py, the face embedder
+beside the detector nvr/backends/hailo_embedder.py, and HailoRT's failures as one-line messages
+nvr/backends/hailo_diagnostics.py.
 """
 
 from __future__ import annotations
 
-import collections
-import functools
 import importlib.util
-import logging
-import queue
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from nvr.backends import hailo_diagnostics as diag
 from nvr.backends.base import BackendPlugin, OpenedEngine, OutputShape, PluginConfig
-from nvr.backends.hailo_device import HailoSettings, InferenceResult, Session
-from nvr.contracts.frameref import ArrayFrame, FrameRef
+from nvr.backends.hailo_device import HailoSettings, InferenceResult, JobPlan, plan_jobs
+from nvr.backends.hailo_embedder import (
+    HailoEmbedder,
+    HailoEmbedderRuntime,
+    open_embedder_runtime,
+    open_hailo_embedder,
+)
+from nvr.backends.hailo_engine import EngineStats, HailoEngine
+from nvr.contracts.frameref import ArrayFrame
 from nvr.contracts.tensors import RawOutput
-from nvr.errors import DeviceError, NvrError
-from nvr.hef import read_hef
+from nvr.errors import DeviceError
 
 __all__ = [
     "KEY",
@@ -45,9 +36,15 @@ __all__ = [
     "EngineStats",
     "HailoBackend",
     "HailoConfig",
+    "HailoEmbedder",
+    "HailoEmbedderRuntime",
     "HailoEngine",
     "HailoSettings",
     "InferenceResult",
+    "JobPlan",
+    "open_embedder_runtime",
+    "open_hailo_embedder",
+    "plan_jobs",
 ]
 
 KEY = "hailo"
@@ -61,6 +58,15 @@ class HailoConfig(PluginConfig):
     multi_process_service: bool = Field(default=False, description="share the device via hailort_service")
     group_id: str = Field(default="SHARED", min_length=1, description="VDevice group for sharing")
 
+    # Not a user setting: the daemon sets it when recognition's embedder is a HEF (one VDevice, two networks).
+    _embedder_hef: Path | None = PrivateAttr(default=None)
+
+    def with_embedder(self, hef: Path) -> HailoConfig:
+        """This configuration, with a face embedder HEF configured beside the detector."""
+        copy = self.model_copy()
+        copy._embedder_hef = hef
+        return copy
+
     def settings(self, **overrides: Any) -> HailoSettings:
         values: dict[str, Any] = {
             "batch_size": self.batch_size, "input_queue": self.queue,
@@ -68,259 +74,6 @@ class HailoConfig(PluginConfig):
         }  # fmt: skip
         values.update(overrides)
         return HailoSettings(**values)
-
-
-log = logging.getLogger(__name__)
-_POLL_S = 0.1  # how often a waiting engine thread looks at stop / hang conditions
-_FAILURE_LOG_INTERVAL_S = 10.0  # failed jobs are logged at most this often (with a running count)
-
-
-@dataclass(slots=True)
-class EngineStats:
-    submitted: int = 0  # frames handed to submit()
-    dropped: int = 0  # frames dropped oldest-first because the queue was full
-    torn: int = 0  # frames whose slot was rewritten while copied
-    rejected: int = 0  # frames of the wrong size
-    completed: int = 0  # frames whose job completed (successfully or not)
-    failed: int = 0  # frames whose job reported an error
-    restarts: int = 0  # times the device was torn down and re-created
-
-
-class _RestartError(Exception):
-    """The device must be torn down and re-created; the message says why."""
-
-
-class HailoEngine:
-    """The asynchronous engine. `start()`, then `submit()` frames and `get_result()`; `close()` at the end."""
-
-    def __init__(self, hef_path: str | Path, settings: HailoSettings | None = None) -> None:
-        self.settings = settings or HailoSettings()
-        self.hailo = diag.import_hailort()
-        self.info = read_hef(hef_path)
-        diag.check_hailort_reads(self.info, str(self.hailo.__version__))
-        self.stats = EngineStats()
-        self._queue: collections.deque[FrameRef] = collections.deque()
-        self._queue_cond = threading.Condition()
-        self._results: queue.SimpleQueue[InferenceResult] = queue.SimpleQueue()
-        self._stopping = False
-        self._started = threading.Event()
-        self._start_error: NvrError | None = None
-        self._consecutive_failures = 0
-        self._last_error = ""
-        self._callback_errors = 0
-        self.input_shape: tuple[int, int, int] = self.info.default_group.inputs[0].shape
-        self._thread = threading.Thread(target=self._run, name="hailo-engine", daemon=True)
-
-    # -- the consumer's side -----------------------------------------------------------------------------
-    def start(self) -> HailoEngine:
-        """Open the device on the engine thread; raises the NvrError that stopped it, if any."""
-        self._thread.start()
-        self._started.wait()
-        if self._start_error is not None:
-            self._thread.join()
-            raise self._start_error
-        return self
-
-    def submit(self, frame: FrameRef) -> None:
-        """Queue a frame; never blocks. When the queue is full the oldest waiting frame is dropped."""
-        with self._queue_cond:
-            self._queue.append(frame)
-            self.stats.submitted += 1
-            if len(self._queue) > self.settings.input_queue:
-                self._queue.popleft().release()
-                self.stats.dropped += 1
-            self._queue_cond.notify()
-
-    def get_result(self, timeout: float | None = None) -> InferenceResult | None:
-        try:
-            return self._results.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop taking frames, let the jobs in flight finish, release the device (bounded by `timeout`)."""
-        with self._queue_cond:
-            self._stopping = True
-            self._queue_cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        with self._queue_cond:
-            while self._queue:
-                self._queue.popleft().release()
-
-    def __enter__(self) -> HailoEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- the engine thread -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        session: Session | None = None
-        try:
-            session = Session(self.hailo, self.info, self.settings)
-        except NvrError as exc:
-            self._start_error = exc
-        except Exception as exc:  # an unexpected HailoRT failure still ends start() with a one-line error
-            self._start_error = DeviceError(f"cannot start the Hailo engine: {exc}")
-        self._started.set()
-        while session is not None:
-            try:
-                self._serve(session)
-                session.close(drain_s=min(5.0, self.settings.hang_timeout_s))
-                return
-            except _RestartError as why:
-                log.warning("%s: tearing down and re-creating the Hailo device", why)
-                session = self._restart(session)
-            except Exception:
-                log.exception("Hailo engine failed; tearing down and re-creating the Hailo device")
-                session = self._restart(session)
-
-    def _restart(self, session: Session) -> Session | None:
-        self.stats.restarts += 1
-        try:
-            session.close(drain_s=0.0)  # aborts what is in flight: those frames come back with an error
-        except Exception as exc:
-            log.warning("closing the failed Hailo device: %s", exc)
-        return self._reopen()
-
-    def _reopen(self) -> Session | None:
-        while not self._stopping:
-            try:
-                session = Session(self.hailo, self.info, self.settings)
-                log.warning("Hailo device re-created; inference continues")
-                self._consecutive_failures = 0
-                return session
-            except Exception as exc:
-                message = exc.message if isinstance(exc, NvrError) else str(exc)
-                log.error("cannot re-create the Hailo device: %s (retrying)", message)
-                time.sleep(self.settings.restart_delay_s)
-        return None
-
-    def _check(self, session: Session) -> None:
-        """Raise _RestartError when the device hangs (jobs in flight, none completing) or keeps failing."""
-        if session.in_flight > 0:
-            stalled = time.monotonic() - session.last_progress
-            if stalled > self.settings.hang_timeout_s:
-                raise _RestartError(
-                    f"the Hailo device stopped completing jobs ({session.in_flight} frames stuck for "
-                    f"{stalled:.1f} s)"
-                )
-        if self._consecutive_failures >= self.settings.max_consecutive_failures:
-            raise _RestartError(
-                f"{self._consecutive_failures} Hailo jobs failed in a row (last: {self._last_error})"
-            )
-
-    def _serve(self, session: Session) -> None:
-        cim = session.configured
-        # Long enough that a busy device does not look like a timeout (HailoRT logs each one as an error).
-        timeout_ms = 1000
-        logged_failures, logged_at = 0, -_FAILURE_LOG_INTERVAL_S
-        while True:
-            with self._queue_cond:
-                if not self._queue and not self._stopping:
-                    self._queue_cond.wait(_POLL_S)
-                if self._stopping:
-                    return
-                n = min(session.frames_per_job, len(self._queue))
-            self._check(session)
-            now = time.monotonic()
-            if self.stats.failed > logged_failures and now - logged_at >= _FAILURE_LOG_INTERVAL_S:
-                log.warning(
-                    "Hailo job failed: %s (%d frames failed so far; carrying on)",
-                    self._last_error,
-                    self.stats.failed,
-                )
-                logged_failures, logged_at = self.stats.failed, now
-            if n == 0:
-                continue
-            entries = self._take_buffers(session, n)
-            if entries is None:
-                continue
-            try:
-                cim.wait_for_async_ready(timeout_ms=timeout_ms, frames_count=len(entries))
-            except self.hailo.HailoRTException as exc:
-                for entry in entries:
-                    entry.release()
-                if type(exc).__name__ == "HailoRTTimeout":
-                    continue  # device busy; _check decides whether it hangs
-                raise _RestartError(f"the Hailo pipeline failed ({exc})") from None
-            self._launch(session, entries)
-
-    def _take_buffers(self, session: Session, n: int) -> list[InferenceResult] | None:
-        entries: list[InferenceResult] = []
-        while len(entries) < n:
-            try:
-                entries.append(session.free.get(timeout=_POLL_S))
-            except queue.Empty:
-                # Every buffer set is in flight or held by the consumer: frames wait (and drop) in the queue.
-                if entries or self._stopping:
-                    break
-                self._check(session)
-        return entries or None
-
-    def _launch(self, session: Session, entries: list[InferenceResult]) -> None:
-        cim = session.configured
-        bindings = []
-        job_entries = []
-        with self._queue_cond:
-            frames = [self._queue.popleft() for _ in range(min(len(entries), len(self._queue)))]
-        for entry in entries[len(frames) :]:
-            entry.release()
-        for frame, entry in zip(frames, entries[: len(frames)], strict=True):
-            pixels = frame.pixels
-            if pixels.shape != entry.input.shape:
-                frame.release()
-                entry.release()
-                self.stats.rejected += 1
-                log.error(
-                    "frame %r is %s, the model takes %s: skipped", frame.tag, pixels.shape, entry.input.shape
-                )
-                continue
-            np.copyto(entry.input, pixels)  # the one copy: into the buffer the device reads
-            if not frame.release():
-                self.stats.torn += 1
-                entry.release()
-                continue
-            entry.tag = frame.tag
-            # Fresh bindings per frame: pyhailort re-points a used Bindings' outputs at its own DMA buffers.
-            binding = cim.create_bindings(output_buffers=entry.output_buffers)
-            binding.input().set_buffer(entry.input)
-            bindings.append(binding)
-            job_entries.append(entry)
-        if not bindings:
-            return
-        if session.in_flight == 0:
-            session.last_progress = time.monotonic()
-        session.submitted += len(bindings)
-        try:
-            session.last_job = cim.run_async(bindings, functools.partial(self._on_done, session, job_entries))
-        except self.hailo.HailoRTException as exc:
-            session.submitted -= len(bindings)
-            for entry in job_entries:
-                entry.release()
-            raise _RestartError(f"run_async failed ({exc})") from None
-
-    def _on_done(self, session: Session, entries: list[InferenceResult], completion_info: Any) -> None:
-        """HailoRT's callback thread: hand the results on. Must never raise (it would abort the process)."""
-        try:
-            exc = completion_info.exception
-            error = None if exc is None else f"{type(exc).__name__}: {exc}"
-            if error is None:
-                self._consecutive_failures = 0
-            else:
-                self._last_error = error
-                self._consecutive_failures += 1
-                self.stats.failed += len(entries)
-            # Account first: a consumer that sees the result may submit the next frame at once.
-            session.last_progress = time.monotonic()
-            session.completed += len(entries)
-            self.stats.completed += len(entries)
-            for entry in entries:
-                entry.error = error
-                self._results.put(entry)
-        except BaseException:
-            self._callback_errors += 1
 
 
 class HailoBackend:
@@ -362,6 +115,7 @@ class HailoBackend:
 
 
 def _output_shapes(engine: HailoEngine) -> list[OutputShape]:
+    assert engine.info is not None  # a detector engine
     return [tuple(layer.shape) for layer in engine.info.default_group.outputs]
 
 
@@ -371,12 +125,19 @@ def _open_backend(path: Path, config: HailoConfig, input_size: tuple[int, int]) 
 
 
 def _open_engine(path: Path, config: HailoConfig, input_size: tuple[int, int]) -> OpenedEngine:
-    engine = HailoEngine(path, config.settings()).start()
+    engine = HailoEngine(path, config.settings(), embedder_hef=config._embedder_hef).start()
     height, width = engine.input_shape[0], engine.input_shape[1]
     return OpenedEngine(
         engine, KEY, width, height, _output_shapes(engine),
         max_in_flight=engine.settings.input_queue, set_normalisation=lambda mean, std: None,
     )  # fmt: skip
+
+
+def _open_embedder(path: Path, config: HailoConfig, mean: float, std: float) -> HailoEmbedderRuntime:
+    """A face embedder HEF on a VDevice of its own (`nvr faces`); the HEF normalises its input itself, so
+    the family's mean and std are not applied. In the daemon it sits beside the detector instead
+    (HailoEngine(..., embedder_hef=...).embedder_runtime())."""
+    return open_embedder_runtime(path, config.settings())
 
 
 def _hailort_installed() -> bool:

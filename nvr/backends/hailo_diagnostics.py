@@ -8,14 +8,26 @@ is. Facts: ../shared/reference/hailort.md §1c (statuses, device sharing) and §
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from nvr.errors import DeviceError, ModelError
 from nvr.hef import HefInfo
 
+# Where the PCIe driver's version is (hailo_pci for Hailo-8/8L, hailo1x_pci for Hailo-10H/15).
+DRIVER_VERSION_FILES: tuple[Path, ...] = (
+    Path("/sys/module/hailo_pci/version"),
+    Path("/sys/module/hailo1x_pci/version"),
+)
+# Hailo-8/8L (hw_arch 0-3) stay on HailoRT 4.x; the 5.x line is for the Hailo-10H/15 family.
+HAILORT4_ARCHS = frozenset({0, 1, 2, 3})
+
 HAILO_OUT_OF_PHYSICAL_DEVICES = 74
+HAILO_INVALID_DRIVER_VERSION = 76
 HAILO_RPC_FAILED = 77
 HAILO_HEF_NOT_SUPPORTED = 92
 HAILO_HEF_FILE_CORRUPTED = 91
@@ -109,6 +121,8 @@ def device_arch_of(hailo: ModuleType, vdevice: Any) -> str | None:
 def vdevice_error(hailo: ModuleType, exc: BaseException) -> DeviceError:
     """Explain a failed VDevice(): no device, or a device another process holds (both status 74)."""
     status = status_of(exc)
+    if status == HAILO_INVALID_DRIVER_VERSION:
+        return driver_mismatch(str(getattr(hailo, "__version__", "unknown")))
     if status == HAILO_RPC_FAILED:
         return DeviceError(
             "HailoRT's multi-process service does not answer (HailoRT status 77): start it with "
@@ -143,3 +157,70 @@ def infer_model_error(info: HefInfo, hailort_version: str, exc: BaseException) -
     if status == HAILO_HEF_FILE_CORRUPTED:
         return ModelError(f"{info.path}: HailoRT says the HEF file is corrupted: download it again")
     return ModelError(f"{info.path}: HailoRT cannot load this HEF: {exc}")
+
+
+def installed_driver_version() -> str | None:
+    """The loaded Hailo PCIe driver's version (the kernel module's), if this machine reports one."""
+    for path in DRIVER_VERSION_FILES:
+        with contextlib.suppress(OSError):
+            return path.read_text().strip() or None
+    return None
+
+
+def driver_mismatch(library_version: str) -> DeviceError:
+    """HAILO_INVALID_DRIVER_VERSION: the driver and the library must be the same x.y.z."""
+    driver = installed_driver_version() or "unknown (see `modinfo hailo_pci`)"
+    return DeviceError(
+        f"the Hailo driver and library versions differ (HailoRT status 76): driver {driver}, library "
+        f"{library_version}; install the same version of both (`sudo apt install --reinstall hailo-all`, "
+        "or the hailort and hailort-pcie-driver packages of one release) and reboot, since the old driver "
+        "stays loaded until then"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HailoRTCompatibility:
+    """Which HailoRT a HEF needs, and whether the installed one (if any) provides it."""
+
+    minimum: tuple[int, int]  # from the HEF header version
+    major: int  # 4 for Hailo-8/8L builds, 5 for the Hailo-10H/15 family
+    installed: str | None  # hailo_platform.__version__, None when HailoRT is not installed
+
+    @property
+    def needs(self) -> str:
+        low = f"{self.minimum[0]}.{self.minimum[1]}" if self.minimum[0] == self.major else f"{self.major}.0"
+        return f">= {low}, < {self.major + 1}.0"
+
+    @property
+    def ok(self) -> bool | None:
+        if self.installed is None:
+            return None
+        version = version_tuple(self.installed)
+        return version >= self.minimum and version[0] == self.major
+
+    def line(self) -> str:
+        """One line for `nvr models inspect` and `nvr check-config`."""
+        needs = f"needs HailoRT {self.needs}"
+        if self.installed is None:
+            return f"{needs}; HailoRT is not installed here (hailo_platform cannot be imported)"
+        if self.ok:
+            return f"{needs}; installed {self.installed}: OK"
+        return f"{needs}; installed {self.installed}: will not load it"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"needs": self.needs, "installed": self.installed, "ok": self.ok}
+
+
+def hailort_compatibility(info: HefInfo) -> HailoRTCompatibility:
+    major = 4 if info.hw_arch in HAILORT4_ARCHS else 5
+    return HailoRTCompatibility(info.min_hailort, major, installed_hailort_version())
+
+
+def installed_hailort_version() -> str | None:
+    """hailo_platform's version, or None when it is not installed (or fails to import)."""
+    if importlib.util.find_spec("hailo_platform") is None:
+        return None
+    try:
+        return str(import_hailort().__version__)
+    except Exception:
+        return None

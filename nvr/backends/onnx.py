@@ -104,4 +104,61 @@ def _open(path: Path, config: OnnxConfig, input_size: tuple[int, int]) -> OnnxBa
     return OnnxBackend(path, input_size[0], input_size[1], config.threads, mean=0.0, std=1.0)
 
 
-PLUGIN = BackendPlugin(KEY, OnnxConfig, (".onnx",), _open)
+FACE_SIZE = 112  # the ArcFace-aligned face every embedder takes (nvr/contracts/alignment.py)
+
+
+class OnnxEmbedder:
+    """A face embedder on ONNX Runtime: batches of aligned faces, NCHW or NHWC, fixed or dynamic batch."""
+
+    name = KEY
+
+    def __init__(self, path: Path, *, mean: float, std: float, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such model file")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
+            raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        shape = tuple(inputs[0].shape) if len(inputs) == 1 else ()
+        if len(shape) != 4:
+            found = [(i.name, i.shape) for i in inputs]
+            raise ModelError(f"{path}: expected one 112x112 RGB face input, found {found}")
+        if tuple(shape[1:]) == (3, FACE_SIZE, FACE_SIZE):
+            self._channels_first = True
+        elif tuple(shape[1:]) == (FACE_SIZE, FACE_SIZE, 3):
+            self._channels_first = False
+        else:
+            raise ModelError(f"{path}: input {list(shape)} is not a 112x112x3 face (NCHW or NHWC)")
+        if len(outputs) != 1:
+            found = [(o.name, o.shape) for o in outputs]
+            raise ModelError(f"{path}: expected one embedding output, found {found}")
+        self.batch: int | None = shape[0] if isinstance(shape[0], int) else None
+        self.output_shape: OutputShape = tuple(outputs[0].shape)
+        self._input_name = inputs[0].name
+        self._mean = np.float32(mean)
+        self._scale = np.float32(1.0 / std)
+
+    def run(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        layout = faces.transpose(0, 3, 1, 2) if self._channels_first else faces
+        tensor = np.subtract(layout, self._mean, dtype=np.float32)
+        tensor *= self._scale
+        result: npt.NDArray[np.float32] = np.asarray(
+            self._session.run(None, {self._input_name: tensor})[0], np.float32
+        )
+        return result
+
+    def close(self) -> None:
+        pass
+
+
+def _open_embedder(path: Path, config: OnnxConfig, mean: float, std: float) -> OnnxEmbedder:
+    return OnnxEmbedder(path, mean=mean, std=std, threads=config.threads)
+
+
+PLUGIN = BackendPlugin(KEY, OnnxConfig, (".onnx",), _open, open_embedder=_open_embedder)

@@ -102,4 +102,57 @@ def _open(path: Path, config: TfliteConfig, input_size: tuple[int, int]) -> Tfli
     return TfliteBackend(path, mean=0.0, std=1.0, threads=config.threads)
 
 
-PLUGIN = BackendPlugin(KEY, TfliteConfig, (".tflite",), _open)
+FACE_SHAPE = (112, 112, 3)  # the ArcFace-aligned face every embedder takes (nvr/contracts/alignment.py)
+
+
+class TfliteEmbedder:
+    """A face embedder on LiteRT: batches of aligned faces into the model's fixed batch (MobileFaceNet's
+    is 2)."""
+
+    name = KEY
+
+    def __init__(self, path: Path, *, mean: float, std: float, threads: int | None = None) -> None:
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such model file")
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._interpreter: Any = Interpreter(
+                model_path=str(path), num_threads=threads or min(4, os.cpu_count() or 1)
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        shape = tuple(int(d) for d in inputs[0]["shape"]) if len(inputs) == 1 else ()
+        if len(shape) != 4 or shape[1:] != FACE_SHAPE:
+            found = [i["shape"].tolist() for i in inputs]
+            raise ModelError(f"{path}: expected one [B, 112, 112, 3] face input, found {found}")
+        if inputs[0]["dtype"] != np.float32:
+            raise ModelError(f"{path}: input type {np.dtype(inputs[0]['dtype']).name} is not supported")
+        if len(outputs) != 1 or np.dtype(outputs[0]["dtype"]).kind != "f":
+            found = [(o["name"], o["shape"].tolist()) for o in outputs]
+            raise ModelError(f"{path}: expected one float embedding output, found {found}")
+        self.batch: int | None = shape[0]
+        self.output_shape: OutputShape = tuple(int(d) for d in outputs[0]["shape"])
+        self._input_index = int(inputs[0]["index"])
+        self._output_index = int(outputs[0]["index"])
+        self._mean = np.float32(mean)
+        self._scale = np.float32(1.0 / std)
+
+    def run(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        tensor = np.subtract(faces, self._mean, dtype=np.float32)
+        tensor *= self._scale
+        self._interpreter.set_tensor(self._input_index, tensor)
+        self._interpreter.invoke()
+        return np.asarray(self._interpreter.get_tensor(self._output_index), np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def _open_embedder(path: Path, config: TfliteConfig, mean: float, std: float) -> TfliteEmbedder:
+    return TfliteEmbedder(path, mean=mean, std=std, threads=config.threads)
+
+
+PLUGIN = BackendPlugin(KEY, TfliteConfig, (".tflite",), _open, open_embedder=_open_embedder)

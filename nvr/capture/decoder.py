@@ -93,7 +93,7 @@ class Decoder:
         self.ring = ring
         self.stats = stats
         self._notify = notify
-        self._log = structlog.get_logger().bind(camera=spec.name, url=redact_url(spec.url))
+        self._log = structlog.get_logger(__name__).bind(camera=spec.name, url=redact_url(spec.url))
         self._stopping = False
         self._rng = random.Random()
         self._sampler = FrameSampler(spec.detect_fps)

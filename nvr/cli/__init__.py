@@ -13,7 +13,7 @@ from nvr import __version__
 from nvr.errors import ExitCode, NvrError
 
 # Sub-command modules, in the order `nvr --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("detect", "models", "run", "check_config", "eval", "bench")
+COMMAND_MODULES: tuple[str, ...] = ("detect", "faces", "models", "run", "check_config", "eval", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _route_structlog_to_stderr()
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Warnings on stderr, never on stdout (which carries --json output); `nvr run` sets up its own logging.
+    # Only when nothing set logging up yet: a program (or a test) calling main() keeps its own handlers.
+    import logging
+
+    if not logging.getLogger().handlers:
+        from nvr.logsetup import configure_logging
+
+        configure_logging("warning", "console")
     try:
         result: int = args.handler(args)
         return result

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nvr.cli import bench_detect
+from nvr.cli import bench_detect, bench_embed
 from nvr.contracts.frameresult import FrameResult
 from nvr.contracts.frameslots import FrameReady, FrameRing, RingLayout
 from nvr.contracts.geometry import Letterbox
@@ -60,7 +60,11 @@ def _register_inference(actions: Any) -> None:
     parser.set_defaults(handler=run_inference)
 
 
-_ACTIONS: tuple[Callable[[Any], None], ...] = (_register_inference, bench_detect.register_detect)
+_ACTIONS: tuple[Callable[[Any], None], ...] = (
+    _register_inference,
+    bench_detect.register_detect,
+    bench_embed.register_embed,
+)
 
 
 def run_inference(args: argparse.Namespace) -> int:
@@ -153,10 +157,18 @@ class _Camera(threading.Thread):
     takes them, keeping `keep_posted` unfinished at a time."""
 
     def __init__(
-        self, name: str, ring: FrameRing, pipeline: Any, ready: queue.Queue[FrameReady], keep_posted: int
+        self,
+        name: str,
+        ring: FrameRing,
+        pipeline: Any,
+        sink: _CountingSink,
+        ready: queue.Queue[FrameReady],
+        *,
+        keep_posted: int,
     ) -> None:
         super().__init__(name=f"bench-{name}", daemon=True)
         self.camera, self.ring, self.pipeline, self.ready = name, ring, pipeline, ready
+        self.sink = sink  # the pipeline's sink: what it has handled
         self.keep_posted = keep_posted
         self.letterbox: Letterbox | None = None
         self.stop = threading.Event()
@@ -164,7 +176,7 @@ class _Camera(threading.Thread):
     def run(self) -> None:
         assert self.letterbox is not None
         counters = self.pipeline.counters.cameras[self.camera]
-        sink = self.pipeline.sink
+        sink = self.sink
         index = 0
         while not self.stop.is_set():
             with sink.changed:  # notified per frame handled: no polling to pay for
@@ -199,7 +211,7 @@ def _measure(
     for i, ring in enumerate(rings):
         pipeline.attach(f"cam{i}", ring, FaceFilter(THRESHOLD))
         # Frames a camera keeps posted: what the pipeline may have in flight for it, plus its mailbox.
-        cameras.append(_Camera(f"cam{i}", ring, pipeline, ready, per_camera + 1))
+        cameras.append(_Camera(f"cam{i}", ring, pipeline, sink, ready, keep_posted=per_camera + 1))
     pipeline.start()
     for camera in cameras:
         camera.letterbox = letterbox

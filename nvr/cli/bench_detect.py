@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from nvr.contracts.imaging import RgbImage, load_rgb
+from nvr.contracts.arrays import RgbImage
+from nvr.contracts.imaging import load_rgb
 from nvr.errors import ModelError, NvrError
 from nvr.models.resolve import ResolvedModel, resolve_model
 from nvr.progress import Progress

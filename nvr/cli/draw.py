@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.imaging import RgbImage
 
 Colour = tuple[int, int, int]
 BOX_COLOUR: Colour = (0, 230, 0)

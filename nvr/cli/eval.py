@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from nvr.cli import eval_faces
 from nvr.detector import open_detector
 from nvr.errors import ModelError
 from nvr.evaluation.groundtruth import SETTINGS, load_ground_truth
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> None:
     )
     wider.add_argument("--out", type=Path, help="output folder (default: widerface-eval/<model name>)")
     wider.set_defaults(handler=run_widerface)
+    eval_faces.register(benchmarks)
 
 
 def run_widerface(args: argparse.Namespace) -> int:

@@ -26,10 +26,14 @@ existing ones keep their meaning; `format_version` changes only if one does not)
         }
       ],
       "runs_on": ["Hailo-10H", "Hailo-15H"],  # chips whose HailoRT accepts this hw_arch ([] for none)
-      "hailort_series": "5",               # "4": the Hailo-8/8L line, "5": the Hailo-10H/15 line
       "usable_as": "face detector",        # or "face embedder", or null: nvr cannot use it
       "family": "scrfd",                   # the model family nvr runs it as ("scrfd", "arcface"), or null
-      "usable_because": "SCRFD: 9 outputs, ..."  # one line: why (or why not)
+      "usable_because": "SCRFD: 9 outputs, ...",  # one line: why (or why not)
+      "hailort": {                         # which HailoRT loads it, versus the one installed here
+        "needs": ">= 5.0, < 6.0",          # header version and chip family (Hailo-8/8L: 4.x)
+        "installed": "4.23.0",             # null when hailo_platform cannot be imported
+        "ok": false                        # null when HailoRT is not installed
+      }
     }
 
     LAYER = {
@@ -82,12 +86,17 @@ def _register_inspect(actions: Any) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from nvr.backends.hailo_diagnostics import hailort_compatibility
+
     info = read_hef(args.file)
+    hailort = hailort_compatibility(info)  # which HailoRT the HEF needs versus what is installed
     if args.json:
-        json.dump(hef_to_json(info), sys.stdout, indent=2)
+        json.dump({**hef_to_json(info), "hailort": hailort.to_json()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(hef_to_text(info))
+        text = hef_to_text(info).split("\n")
+        text.insert(2, f"HailoRT        {hailort.line()}")
+        print("\n".join(text))
     return int(ExitCode.OK)
 
 

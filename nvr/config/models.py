@@ -42,6 +42,9 @@ class CameraConfig(StrictModel):
     # Polygons in fractions of the frame (0..1, x then y), so they survive a change of stream resolution.
     region: Polygon | None = Field(default=None, description="only faces whose centre is inside count")
     masks: list[Polygon] = Field(default_factory=list, description="faces whose centre is inside are ignored")
+    recognition: bool = Field(
+        default=True, description="recognise faces on this camera (recognition.enabled)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -51,6 +54,11 @@ class CameraConfig(StrictModel):
                 f"camera names use letters, digits, '_' and '-' (up to {CAMERA_NAME_MAX}, starting with a "
                 f"letter or digit), got {name!r}"
             )
+        from nvr.mqtt.topics import RESERVED_CAMERA_NAMES  # the topic layout owns its reserved words
+
+        if name.lower() in RESERVED_CAMERA_NAMES:
+            reserved = ", ".join(sorted(RESERVED_CAMERA_NAMES))
+            raise ValueError(f"camera name {name!r} is reserved for nvr's own MQTT topics ({reserved})")
         return name
 
     @field_validator("url")

@@ -19,6 +19,8 @@ from nvr.config.models import (
 from nvr.config.source import ConfigFileError, Path_, SourceDocument, format_path, read_config_file
 from nvr.events.config import EventFileConfig, EventsConfig
 from nvr.mqtt.config import MqttConfig
+from nvr.recognition.config import RecognitionConfig
+from nvr.web.config import WebConfig
 
 
 class NvrConfig(StrictModel):
@@ -34,8 +36,10 @@ class NvrConfig(StrictModel):
     event_file: EventFileConfig | None = Field(
         default=None, description="JSON-lines events without a broker; default <state_dir>/events.jsonl"
     )
+    recognition: RecognitionConfig = RecognitionConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     state_dir: Path | None = Field(
         default=None, description="outbox, event files; default $STATE_DIRECTORY or ~/.local/state/nvr"
     )
@@ -84,6 +88,13 @@ def _cross_checks(config: NvrConfig) -> list[tuple[Path_, str]]:
             )
         else:
             first_index[key] = index
+    if config.recognition.enabled and config.capture.snapshot_width == 0:
+        problems.append(
+            (
+                ("capture", "snapshot_width"),
+                "recognition needs the frame images faces are cut from: set snapshot_width/height (not 0)",
+            )
+        )
     return problems
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+
+from nvr.contracts.arrays import FloatArray
 
 # Landmark names are from the subject's point of view: the subject's right eye appears on the image's left.
 SCRFD_LANDMARKS: tuple[str, ...] = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
@@ -23,8 +24,6 @@ BLAZEFACE_LANDMARKS: tuple[str, ...] = (
     "right_ear_tragion",
     "left_ear_tragion",
 )
-
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)

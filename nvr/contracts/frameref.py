@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.frameslots import FrameRing, SlotFrame
-
-RgbArray = npt.NDArray[np.uint8]
 
 
 class FrameRef(Protocol):
     @property
-    def pixels(self) -> RgbArray:
+    def pixels(self) -> RgbImage:
         """The model input, H x W x 3 uint8 RGB, letterboxed; valid until `release`."""
         ...
 
@@ -40,7 +36,7 @@ class ArrayFrame:
 
     __slots__ = ("pixels", "tag")
 
-    def __init__(self, pixels: RgbArray, tag: object = None) -> None:
+    def __init__(self, pixels: RgbImage, tag: object = None) -> None:
         self.pixels = pixels
         self.tag = tag
 
@@ -59,7 +55,7 @@ class SlotFrameRef:
         self.tag = tag if tag is not None else frame
 
     @property
-    def pixels(self) -> RgbArray:
+    def pixels(self) -> RgbImage:
         return self._frame.model_input
 
     def release(self) -> bool:

@@ -1,7 +1,8 @@
-"""What the detection side hands the event stage for each processed frame.
+"""What the detection stage hands on for each processed frame.
 
-It sits below both stages: inference/postprocessing fill it, the event stage (tracker, lifecycle, snapshots)
-reads it. The snapshot array is typically a view into a shared-memory slot owned by the capture stage, so a
+It sits below the stages: inference/postprocessing fill it, the tracking stage reads it and passes it on
+inside a `TrackedFrame` (nvr/contracts/tracks.py) to recognition and events (snapshots). The snapshot
+array is typically a view into a shared-memory slot owned by the capture stage, so a
 consumer must copy what it keeps before it returns from handling the frame.
 """
 
@@ -9,12 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-
-RgbArray = npt.NDArray[np.uint8]  # H x W x 3, RGB
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,5 +23,5 @@ class FrameResult:
     detections: Detections
     # The frame (or a downscaled copy of it) for face snapshots; None when no snapshot image is kept.
     # Valid only while the frame is being handled: it may be a shared-memory view that is reused afterwards.
-    snapshot: RgbArray | None = None
+    snapshot: RgbImage | None = None
     snapshot_scale: float = 1.0  # snapshot pixels per frame pixel (the same on both axes)

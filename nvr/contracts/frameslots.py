@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.geometry import Letterbox
 
 SHM_DIR = Path("/dev/shm")
@@ -83,8 +83,6 @@ _SLOT_HEADER = np.dtype(
     ],
     align=True,
 )
-
-RgbArray = npt.NDArray[np.uint8]
 
 
 class FrameReady(NamedTuple):
@@ -149,8 +147,8 @@ class SlotFrame:
     wall_time: float  # time.time() when the frame was captured
     model_letterbox: Letterbox
     snapshot_letterbox: Letterbox | None
-    model_input: RgbArray  # view into shared memory: valid while `FrameRing.is_intact` holds
-    snapshot: RgbArray
+    model_input: RgbImage  # view into shared memory: valid while `FrameRing.is_intact` holds
+    snapshot: RgbImage
 
 
 def segment_name(instance: str, camera: str) -> str:
@@ -202,8 +200,8 @@ class FrameRing:
         self._slots = slots
         self._seq = slots["seq"]
         self._frame_index = slots["frame_index"]
-        self._model_inputs: list[RgbArray] = []
-        self._snapshots: list[RgbArray] = []
+        self._model_inputs: list[RgbImage] = []
+        self._snapshots: list[RgbImage] = []
         for i in range(layout.n_slots):
             base = layout.headers_bytes + i * layout.slot_bytes
             model_shape = (layout.model_height, layout.model_width, 3)
@@ -289,10 +287,10 @@ class FrameRing:
         self._seq[slot] += 2 if self._seq[slot] % 2 else 1
         return slot
 
-    def model_input(self, slot: int) -> RgbArray:
+    def model_input(self, slot: int) -> RgbImage:
         return self._model_inputs[slot]
 
-    def snapshot(self, slot: int) -> RgbArray:
+    def snapshot(self, slot: int) -> RgbImage:
         return self._snapshots[slot]
 
     def commit(

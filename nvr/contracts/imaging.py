@@ -10,14 +10,12 @@ from pathlib import Path
 
 import av
 import numpy as np
-import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.geometry import Letterbox
 from nvr.errors import InputFileError
-
-RgbImage = npt.NDArray[np.uint8]  # H x W x 3, RGB
 
 
 def load_rgb(path: str | Path) -> RgbImage:

@@ -24,18 +24,23 @@ from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput, open_event_output
 from nvr.daemon.instance_lock import InstanceLock
 from nvr.daemon.model import DetectionModel, open_configured_model
+from nvr.daemon.recognition import hailo_embedder_hef
 from nvr.daemon.sdnotify import SystemdNotifier
-from nvr.daemon.stats import DaemonStats
+from nvr.daemon.stats import STALL_AFTER, DaemonStats
 from nvr.daemon.watch import FileWatcher
+from nvr.daemon.web import DaemonWeb
 from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
 from nvr.errors import ExitCode
 from nvr.logsetup import configure_logging, set_level
 from nvr.metrics import MetricsServer
 
-log = structlog.get_logger("nvr.daemon")
+# Sections a reload does not apply (a warning says so); the rest, and cameras[], apply at once.
+RESTART_SECTIONS = (
+    "detector", "mqtt", "events", "event_file", "metrics", "instance", "state_dir", "recognition", "web",
+)  # fmt: skip
+log = structlog.get_logger(__name__)
 
 SHUTDOWN_BUDGET = 10.0  # seconds from SIGTERM to exit, all included (systemd's TimeoutStopSec is 15)
-STALL_AFTER = 20.0  # seconds without a processed frame while a camera streams = the pipeline is stuck
 
 
 def min_threshold(config: NvrConfig) -> float:
@@ -60,6 +65,7 @@ class Daemon:
         self._pipeline: DetectionPipeline | None = None
         self._events: EventOutput | None = None
         self._metrics: MetricsServer | None = None
+        self._web: DaemonWeb | None = None
         self._model: DetectionModel | None = None
         self.stats: DaemonStats | None = None
 
@@ -94,9 +100,19 @@ class Daemon:
         removed = remove_stale_segments(config.instance)
         if removed:
             log.warning("removed shared memory left by a previous run", segments=removed)
-        model = open_configured_model(config.detector, self.config_path.parent, min_threshold(config))
+        # The web UI binds its port and reads its password first: a problem is exit 3 before models load.
+        self._web = DaemonWeb(config, self.config_path) if config.web.enabled else None
+        config_dir = self.config_path.parent
+        # Recognition's embedder HEF goes on the detector's VDevice: both networks on the one Hailo.
+        embedder_hef = hailo_embedder_hef(config, config_dir)
+        model = open_configured_model(config.detector, config_dir, min_threshold(config), embedder_hef)
         self._model = model
-        self._events = open_event_output(config, [c.name for c in config.enabled_cameras])
+        engine_embedder = getattr(model.engine, "embedder", None)
+        hailo_embedder = engine_embedder() if callable(engine_embedder) else None
+        recent = self._web.recent.wrap if self._web is not None else None  # the web UI's view of events
+        self._events = open_event_output(
+            config, [c.name for c in config.enabled_cameras], config_dir, hailo_embedder, wrap=recent
+        )
         self._ready_queue = capture_context().Queue()
         capture = config.capture
         pipeline = DetectionPipeline(
@@ -115,12 +131,13 @@ class Daemon:
             log_setup=_LogSetup(level, format_),
         )  # fmt: skip
         self.stats = DaemonStats(pipeline, self._cameras, self._events)
-        self._events.stats_provider = self.stats.summary
         if config.metrics.enabled:
             self._metrics = MetricsServer(
                 config.metrics.host, config.metrics.port, self.stats.collect, self.stats.health
             )
             self._metrics.start()
+        if self._web is not None:
+            self._web.start(self.stats, self._events, model.backend)
         pipeline.start()
         self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         self._notifier.ready(self._describe_status())
@@ -149,6 +166,8 @@ class Daemon:
                 next_check = now + 1.0
                 self._cameras.check()
                 self.stats.tick()
+                if self._events is not None and self._events.wants_stats:
+                    self._events.push_stats(self.stats.summary())
                 self._update_status()
             if watchdog_every is not None and now >= next_watchdog and self._flowing():
                 self._notifier.watchdog()
@@ -179,7 +198,7 @@ class Daemon:
             return False
         ignored = [
             section
-            for section in ("detector", "mqtt", "events", "event_file", "metrics", "instance", "state_dir")
+            for section in RESTART_SECTIONS
             if getattr(config, section) != getattr(self.config, section)
         ]
         layout = ("ring_slots", "snapshot_width", "snapshot_height")
@@ -189,9 +208,15 @@ class Daemon:
             log.warning("these sections change only on restart", sections=ignored)
         if config.logging != self.config.logging:
             set_level(config.logging.level)
+        if self._events is not None:
+            # cameras[].recognition takes effect at once (the recognition section itself on restart).
+            wanted = {c.name for c in config.cameras if c.recognition}
+            enabled = self._events.recognition.cameras  # read by the results thread: never empty it midway
+            enabled.intersection_update(wanted)
+            enabled.update(wanted)
         plan = self._cameras.apply(config.cameras, config.capture, config.detector.threshold)
         if self._pipeline is not None and config.detector == self.config.detector:
-            self._pipeline.postprocessor.score_threshold = min_threshold(config)
+            self._pipeline.set_threshold(min_threshold(config))
         self.config = config
         log.info("configuration reloaded", reason=reason, changes=plan.describe())
         self._notifier.ready(self._describe_status())
@@ -213,6 +238,8 @@ class Daemon:
             self._events.close(timeout=max(0.5, deadline - time.monotonic() - 1.5))
         if self._metrics is not None:
             self._metrics.stop()
+        if self._web is not None:
+            self._web.stop()
         if self._model is not None:
             # The engine lets its jobs in flight finish (within the budget), then frees the device.
             self._model.close(timeout=max(0.5, deadline - time.monotonic() - 0.5))

@@ -24,7 +24,7 @@ from nvr.detection.pipeline import DetectionPipeline
 from nvr.detection.zones import FaceFilter
 from nvr.redact import redact_url
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)

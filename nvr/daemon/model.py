@@ -26,10 +26,17 @@ def backend_configs(detector: DetectorConfig) -> BackendConfigs:
     return {key: detector.backend_config(key) for key in backend_keys()}
 
 
-def open_configured_model(detector: DetectorConfig, config_dir: Path, threshold: float) -> DetectionModel:
-    """The daemon's model: the Hailo engine for a HEF, else the CPU backend behind a `SyncEngine`."""
+def open_configured_model(
+    detector: DetectorConfig, config_dir: Path, threshold: float, embedder_hef: Path | None = None
+) -> DetectionModel:
+    """The daemon's model: the Hailo engine for a HEF, else the CPU backend behind a `SyncEngine`.
+    `embedder_hef`: recognition's embedder, configured on the same VDevice when the detector is a HEF."""
     model = resolve_configured(detector, config_dir)
-    opened = open_detection_model(model, threshold, detector.input_size, backend_configs(detector))
+    configs = backend_configs(detector)
+    hailo = configs.get("hailo")
+    if embedder_hef is not None and hailo is not None and hasattr(hailo, "with_embedder"):
+        configs["hailo"] = hailo.with_embedder(embedder_hef)
+    opened = open_detection_model(model, threshold, detector.input_size, configs)
     log.info("detector ready", model=str(opened.path), backend=opened.backend)
     return opened
 

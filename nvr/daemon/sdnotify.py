@@ -11,7 +11,7 @@ import socket
 
 import structlog
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 
 
 class SystemdNotifier:

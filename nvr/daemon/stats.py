@@ -11,6 +11,8 @@ from nvr.daemon.events import EventOutput
 from nvr.detection.pipeline import DetectionPipeline
 from nvr.metrics import Health, MetricFamily
 
+STALL_AFTER = 20.0  # seconds without a processed frame while a camera streams = the pipeline is stuck
+
 
 class DaemonStats:
     def __init__(self, pipeline: DetectionPipeline, cameras: CameraSet, events: EventOutput) -> None:
@@ -117,7 +119,35 @@ class DaemonStats:
             ),
         ]
         families += self._sink_metrics()
+        families += self._recognition_metrics()
         return families
+
+    def _recognition_metrics(self) -> list[MetricFamily]:
+        stage = self._events.stage.recognition
+        if stage is None:
+            return []
+        refused = MetricFamily("recognition_faces_refused_total", "counter", "faces not embedded, by reason")
+        refused.add(stage.counters["refused_quality"], reason="size_or_pose")
+        refused.add(stage.counters["refused_sharpness"], reason="sharpness")
+        refused.add(stage.identities.skipped_budget, reason="budget")
+        refused.add(stage.counters["skipped_busy"], reason="embedder_busy")
+        return [
+            MetricFamily("recognition_embeddings_total", "counter", "faces embedded").add(
+                stage.worker.embedded
+            ),
+            MetricFamily("recognition_embed_seconds_total", "counter", "time spent embedding").add(
+                stage.worker.embed_seconds
+            ),
+            MetricFamily(
+                "recognition_decisions_total", "counter", "face tracks decided (named or unknown)"
+            ).add(stage.decided),
+            MetricFamily(
+                "recognition_decision_seconds_total",
+                "counter",
+                "sum of the times from a face's first frame to its decision",
+            ).add(stage.decided_seconds),
+            refused,
+        ]
 
     def _sink_metrics(self) -> list[MetricFamily]:
         publisher = self._events.publisher
@@ -161,6 +191,26 @@ class DaemonStats:
             "inference_fps": round(self.inference_fps, 2),
             "inference_ms": round(self.inference_latency * 1000, 2),
             "uptime": round(time.monotonic() - self._started),
+            **self._recognition_summary(),
+        }
+
+    def _recognition_summary(self) -> dict[str, object]:
+        stage = self._events.stage.recognition
+        if stage is None:
+            return {}
+        worker = stage.worker
+        return {
+            "recognition": {
+                **stage.counters,
+                "skipped_budget": stage.identities.skipped_budget,
+                "embed_ms": round(1000 * worker.embed_seconds / worker.embedded, 2)
+                if worker.embedded
+                else None,
+                "reembedded": worker.reembedded,
+                "embedder_failures": worker.failures,
+                "decided": stage.decided,
+                "decision_s": round(stage.decided_seconds / stage.decided, 3) if stage.decided else None,
+            }
         }
 
     def health(self) -> Health:
@@ -169,11 +219,13 @@ class DaemonStats:
         down = sorted(name for name, s in capture.items() if s.state != CaptureState.STREAMING)
         last = self._pipeline.counters.last_frame
         since = time.monotonic() - last if last else None
-        stuck = bool(streaming) and (since is None or since > 20.0) and time.monotonic() - self._started > 30
+        stalled = since is None or since > STALL_AFTER
+        stuck = bool(streaming) and stalled and time.monotonic() - self._started > 30
         details = {
             "cameras_streaming": streaming,
             "cameras_down": down,
             "seconds_since_last_frame": round(since, 2) if since is not None else None,
             "events": self._events.description,
+            "recognition": self._events.recognition.status,
         }
         return not stuck, details

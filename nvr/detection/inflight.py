@@ -21,7 +21,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nvr.contracts.frameslots import FrameReady, FrameRing, RgbArray, SlotFrame
+from nvr.contracts.arrays import RgbImage
+from nvr.contracts.frameslots import FrameReady, FrameRing, SlotFrame
 from nvr.detection.zones import FaceFilter
 
 
@@ -116,7 +117,7 @@ class PendingFrame:
         return self.frame.frame_index
 
     @property
-    def pixels(self) -> RgbArray:
+    def pixels(self) -> RgbImage:
         return self.frame.model_input
 
     @property

@@ -1,4 +1,4 @@
-"""The detection stage: every camera's frames -> the one shared inference engine -> faces -> the event stage.
+"""The detection stage: every camera's frames -> the one shared inference engine -> faces -> tracking.
 
 Two threads, one per direction:
 
@@ -6,9 +6,10 @@ Two threads, one per direction:
   and puts it in its camera's mailbox (`FairScheduler`: the newest frame per camera; an older waiting
   frame is superseded and released).
 - *results* takes the engine's results in order, checks the slot still holds the frame, decodes and
-  filters the faces, and hands a `FrameResult` to the event sink, whose snapshot is a view of the slot
-  (the sink copies the crops it keeps during the call); only then is the slot released. It also ends
-  quiet events (`sink.expire`), so the event stage is only ever used from this thread.
+  filters the faces, and hands a `FrameResult` to the sink (tracking, then recognition and events, all
+  during the call), whose snapshot is a view of the slot (the stages copy the crops they keep during the
+  call); only then is the slot released. It also ends quiet tracks (`sink.expire`), so the stages after
+  detection are only ever used from this thread.
 
 Both threads then move frames from the mailboxes to the engine, round-robin across cameras, while the
 engine has fewer than `max_in_flight` frames outstanding (so its own drop-oldest queue, which cannot tell
@@ -49,7 +50,7 @@ __all__ = [
     "CameraCounters", "DetectionPipeline", "FrameSink", "PipelineCounters", "ReadyQueue", "per_camera_limit",
 ]  # fmt: skip
 
-log = structlog.get_logger("nvr.daemon")
+log = structlog.get_logger(__name__)
 _POLL_S = 0.25  # how long either thread waits before looking at the stop flag again
 PER_CAMERA_IN_FLIGHT = 2
 
@@ -66,14 +67,14 @@ class ReadyQueue(Protocol):
 
 
 class FrameSink(Protocol):
-    """What the event stage offers the pipeline (tracker, lifecycle, snapshots, publishing)."""
+    """What the stages after detection offer the pipeline (tracking -> recognition -> events)."""
 
     def handle(self, result: FrameResult) -> None:
         """Called for every processed frame; `result.snapshot` is valid only during the call."""
         ...
 
     def expire(self) -> None:
-        """Called about twice a second: end the events of faces (or cameras) gone quiet."""
+        """Called about twice a second: end the tracks (and events) of faces (or cameras) gone quiet."""
         ...
 
 
@@ -102,15 +103,16 @@ class DetectionPipeline:
         per_camera: int = 1,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self.engine = engine
-        self.postprocessor = postprocessor
-        self.sink = sink
+        self._engine = engine
+        self._postprocessor = postprocessor
+        self._sink = sink
         self.counters = PipelineCounters()
         self._ready = ready
         self._max_in_flight = max(1, max_in_flight)
         self._per_camera = max(1, min(per_camera, self._max_in_flight))
         self._on_error = on_error
-        self._lock = threading.Lock()  # cameras, mailboxes, holds, outstanding
+        self._lock = threading.Lock()  # cameras, mailboxes, holds, outstanding, settings
+        self._new_threshold: float | None = None  # set by the daemon's thread, applied by the results thread
         self._submit_lock = threading.Lock()  # keeps `_outstanding` in the engine's submission order
         self._cameras: dict[str, CameraSlots] = {}
         self._scheduler: FairScheduler[PendingFrame] = FairScheduler()
@@ -149,6 +151,12 @@ class DetectionPipeline:
             slots = self._cameras.get(name)
             if slots is not None:
                 slots.face_filter = face_filter
+
+    def set_threshold(self, threshold: float) -> None:
+        """The lowest face score the postprocessor keeps (each camera's filter keeps its own threshold
+        above it). The results thread applies it before it decodes its next frame, never during one."""
+        with self._lock:
+            self._new_threshold = threshold
 
     def start(self) -> None:
         for thread in self._threads:
@@ -224,7 +232,7 @@ class DetectionPipeline:
                     picked.append(pending)
                 self.counters.in_flight_max = max(self.counters.in_flight_max, len(self._outstanding))
             for pending in picked:  # outside `_lock`: the engine may call `release` at once
-                self.engine.submit(pending)
+                self._engine.submit(pending)
 
     def _may_send(self, camera: str) -> bool:
         return self._cameras[camera].in_flight < self._per_camera
@@ -245,12 +253,19 @@ class DetectionPipeline:
         while not self._stop.is_set():
             if time.monotonic() >= next_expire:
                 next_expire = time.monotonic() + 0.5
-                self._guarded(self.sink.expire)
+                self._guarded(self._sink.expire)
             self._guarded(self._drop_torn)
-            result = self.engine.get_result(_POLL_S)
+            self._apply_settings()
+            result = self._engine.get_result(_POLL_S)
             if result is not None:
                 self._guarded(self._complete, result)
                 self._guarded(self._dispatch)
+
+    def _apply_settings(self) -> None:
+        with self._lock:
+            threshold, self._new_threshold = self._new_threshold, None
+        if threshold is not None:
+            self._postprocessor.score_threshold = threshold
 
     def _drop_torn(self) -> None:
         """Frames whose copy into the engine was torn: the engine dropped them, no result will come."""
@@ -309,7 +324,7 @@ class DetectionPipeline:
             pipeline.inference_seconds += pipeline.last_inference
             pipeline.last_frame = finished
             letterbox = frame.model_letterbox
-            detections = self.postprocessor.decode(result.outputs, letterbox)
+            detections = self._postprocessor.decode(result.outputs, letterbox)
         finally:
             result.release()  # the engine's buffers go back to its pool before the event stage runs
         detections = slots.face_filter.apply(detections, letterbox.src_width, letterbox.src_height)
@@ -318,7 +333,7 @@ class DetectionPipeline:
         if snap_lb is not None:
             snapshot = frame.snapshot[: snap_lb.resized_height, : snap_lb.resized_width]
             scale = snap_lb.scale_x
-        self.sink.handle(
+        self._sink.handle(
             FrameResult(
                 camera=slots.name,
                 frame_index=frame.frame_index,

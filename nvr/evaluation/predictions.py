@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from nvr.contracts.arrays import Float64Array
 from nvr.contracts.faces import Detections
 from nvr.errors import InputFileError
-
-Float64Array = npt.NDArray[np.float64]
 
 
 def detections_to_wider(detections: Detections) -> Float64Array:

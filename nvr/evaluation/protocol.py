@@ -24,13 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.arrays import Float64Array
 from nvr.errors import InputFileError
 from nvr.evaluation.groundtruth import SETTINGS, WiderGroundTruth
 
 IOU_THRESHOLD = 0.5
 THRESHOLD_COUNT = 1000
-
-Float64Array = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)

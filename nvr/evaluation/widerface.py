@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.imaging import RgbImage, load_rgb
+from nvr.contracts.imaging import load_rgb
 from nvr.errors import InputFileError
 from nvr.evaluation.groundtruth import WiderGroundTruth
 from nvr.evaluation.predictions import detections_to_wider, write_prediction

@@ -1,4 +1,4 @@
-"""The event lifecycle of one camera: tracks become `new` / `update` / `end` messages with a best face.
+"""The event lifecycle of one camera: face tracks become `new` / `update` / `end` messages with a best face.
 
 A face's event starts when its track is confirmed (`new`, with a snapshot of the best face so far), sends an
 `update` at most every `update_interval` seconds while the face stays in view, and ends (`end`, with
@@ -11,38 +11,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-from nvr.contracts.faces import Detections
+from nvr.contracts.alignment import align_face
 from nvr.contracts.frameresult import FrameResult
+from nvr.contracts.identity import Identity
+from nvr.contracts.tracks import StrangerEvidence, TrackedFace, TrackedFrame
 from nvr.events.config import EventsConfig
 from nvr.events.payload import EventType, FaceEvent, FaceObservation, new_event_id
-from nvr.events.snapshot import FaceCrop, SnapshotMaker
-from nvr.events.tracker import IouTracker, Track
+from nvr.events.snapshot import FaceCrop, SnapshotMaker, encode_jpeg
+from nvr.recognition.output import RecognitionOutput
+from nvr.recognition.strangers import StrangerEvent
 
 
 def face_quality(face: FaceObservation) -> float:
     """How good a sighting is for a snapshot: confident and large (linear size, so score still matters)."""
     return face.score * math.sqrt(face.area)
-
-
-def valid_detections(
-    detections: Detections, min_score: float, min_size: float
-) -> tuple[npt.NDArray[np.intp], int]:
-    """Indices of the faces worth tracking (finite numbers, a real box, above the score and size limits),
-    and how many faces had non-finite numbers (a detector fault worth counting)."""
-    n = len(detections)
-    boxes = detections.boxes
-    finite = (
-        np.isfinite(boxes).all(axis=1)
-        & np.isfinite(detections.scores)
-        & np.isfinite(detections.landmarks).all(axis=(1, 2))
-    )
-    with np.errstate(invalid="ignore"):
-        width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        keep = finite & (detections.scores >= min_score) & (np.minimum(width, height) >= max(min_size, 1e-3))
-    return np.flatnonzero(keep), n - int(np.count_nonzero(finite))
 
 
 @dataclass(slots=True, eq=False)
@@ -57,48 +39,72 @@ class _OpenEvent:
     best_crop: FaceCrop | None
     crop_published: bool
     last_sent: float
+    identity: Identity | None = None
+    identity_due: bool = False  # the identity was decided or changed: an update goes out now
 
 
 class CameraEvents:
-    """Turns one camera's frames into face events; its frames must arrive in order, on one thread."""
+    """Turns one camera's tracked frames into face events; its frames must arrive in order, on one thread."""
 
-    def __init__(self, camera: str, config: EventsConfig, snapshots: SnapshotMaker) -> None:
+    def __init__(
+        self,
+        camera: str,
+        config: EventsConfig,
+        snapshots: SnapshotMaker,
+        recognition: RecognitionOutput | None = None,
+    ) -> None:
         self.camera = camera
         self._config = config
         self._snapshots = snapshots
-        self._tracker = IouTracker(config.tracker)
-        self._open: dict[int, _OpenEvent] = {}
-        self.invalid_faces = 0  # detections dropped for non-finite numbers or an empty box
+        self._recognition = recognition
+        self._open: dict[int, _OpenEvent] = {}  # by track id
+        self.strangers: list[tuple[StrangerEvent, StrangerEvidence]] = []  # after this frame's events
 
     @property
     def open_count(self) -> int:
         """Faces currently in view (events started and not ended)."""
         return len(self._open)
 
-    def process(self, frame: FrameResult) -> list[FaceEvent]:
-        tracker_config = self._config.tracker
-        detections = frame.detections
-        if len(detections) == 0 and len(self._tracker) == 0:
-            return []  # nobody in view, nobody leaving
-        keep, invalid = valid_detections(detections, tracker_config.min_score, tracker_config.min_size)
-        self.invalid_faces += invalid
-        step = self._tracker.update(detections.boxes[keep], frame.capture_time)
+    def process(self, tracked: TrackedFrame) -> list[FaceEvent]:
         messages: list[FaceEvent] = []
-        for track, m in step.matched:
-            if track.confirmed:
-                message = self._observe(frame, track, int(keep[m]))
-                if message is not None:
-                    messages.append(message)
-        for track in step.ended:
-            messages.append(self._end(track))
+        frame = tracked.frame
+        for track_id, identity in tracked.identities.items():
+            event = self._open.get(track_id)
+            if event is not None and _changed(event.identity, identity):
+                event.identity_due = True
+            if event is not None:
+                event.identity = identity
+        seen: set[int] = set()
+        if frame is not None:
+            for face in tracked.faces:
+                if face.confirmed:
+                    seen.add(face.track_id)
+                    message = self._observe(frame, face, tracked.identities.get(face.track_id))
+                    if message is not None:
+                        messages.append(message)
+        # Identities decided between frames: their update leaves now, with the latest sighting.
+        for track_id in tracked.identities:
+            event = self._open.get(track_id)
+            if event is not None and event.identity_due and track_id not in seen:
+                self._sighting(event, event.face.frame_time)
+                messages.append(self._message(event, "update", None))
+        for track_id, evidence in tracked.strangers.items():
+            event = self._open.get(track_id)
+            if event is not None:
+                time = frame.capture_time if frame is not None else event.face.frame_time
+                notice = StrangerEvent(event.id, self.camera, time, None, event.crop_published)
+                self.strangers.append((notice, evidence))
+        for track in tracked.ended:
+            if track.track_id in self._open:
+                messages.append(self._end(track.track_id, track.last_seen))
         return messages
 
     def end_all(self) -> list[FaceEvent]:
-        """End every open event (the camera stopped sending frames, or the daemon is stopping)."""
-        return [self._end(track) for track in self._tracker.close()]
+        """End every open event whose track did not end (the daemon is stopping)."""
+        return [self._end(track_id, event.face.frame_time) for track_id, event in list(self._open.items())]
 
-    def _observe(self, frame: FrameResult, track: Track, index: int) -> FaceEvent | None:
-        detections = frame.detections
+    def _observe(self, frame: FrameResult, track: TrackedFace, identity: Identity | None) -> FaceEvent | None:
+        detections, index = frame.detections, track.index
         box = detections.boxes[index].tolist()
         face = FaceObservation(
             frame_time=frame.capture_time,
@@ -121,6 +127,7 @@ class CameraEvents:
                 best_crop=None,
                 crop_published=False,
                 last_sent=frame.capture_time,
+                identity=identity,
             )
             self._open[track.track_id] = event
             kind = "new"
@@ -142,13 +149,31 @@ class CameraEvents:
                 )
                 if crop is not None:
                     event.best_crop, event.crop_published = crop, False
-        if kind == "update" and frame.capture_time - event.last_sent < self._config.update_interval:
+        self._sighting(event, frame.capture_time)
+        due = event.identity_due
+        if (
+            kind == "update"
+            and not due
+            and frame.capture_time - event.last_sent < self._config.update_interval
+        ):
             return None
         return self._message(event, kind, None)
 
-    def _end(self, track: Track) -> FaceEvent:
-        event = self._open.pop(track.track_id)
-        return self._message(event, "end", track.last_seen)
+    def _sighting(self, event: _OpenEvent, time: float) -> None:
+        """A named face was seen: presence."""
+        identity = event.identity
+        if self._recognition is not None and identity is not None and identity.person_id is not None:
+            self._recognition.sighting(identity, self.camera, event.id, time)
+
+    def _end(self, track_id: int, last_seen: float) -> FaceEvent:
+        event = self._open.pop(track_id)
+        if self._recognition is not None and event.best_crop is not None:
+            # The event's best face, aligned, kept for enrolling later (`nvr faces add NAME --event ID`).
+            crop = event.best_crop
+            aligned = align_face(crop.pixels, crop.landmarks, crop.landmark_names)
+            if aligned is not None:
+                self._recognition.event_crop(event.id, encode_jpeg(aligned, 112, 90))
+        return self._message(event, "end", last_seen)
 
     def _message(self, event: _OpenEvent, kind: EventType, end_time: float | None) -> FaceEvent:
         snapshot = aligned = None
@@ -158,6 +183,7 @@ class CameraEvents:
             aligned = self._snapshots.encode_aligned(event.best_crop)
             event.crop_published = True
         event.last_sent = event.face.frame_time
+        event.identity_due = False
         return FaceEvent(
             type=kind,
             id=event.id,
@@ -170,4 +196,10 @@ class CameraEvents:
             best=event.best,
             snapshot=snapshot,
             aligned=aligned,
+            identity=event.identity,
         )
+
+
+def _changed(before: Identity | None, after: Identity) -> bool:
+    """A change worth an update: decided, or another person (a new score alone is not news)."""
+    return before is None or before.name != after.name or before.person_id != after.person_id

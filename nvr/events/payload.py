@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from nvr.contracts.identity import Identity
+
 PAYLOAD_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "face_event.schema.json"
 EventType = Literal["new", "update", "end"]
@@ -69,6 +71,7 @@ class FaceEvent:
     best: FaceObservation  # the best sighting so far (score and size)
     snapshot: bytes | None = None  # JPEG of the best face, published with this message when it changed
     aligned: bytes | None = None  # 112x112 ArcFace-aligned JPEG of the best face, when enabled
+    identity: Identity | None = None  # who the face is (recognition), None until decided
 
     @property
     def duration(self) -> float:
@@ -90,6 +93,7 @@ class FaceEvent:
             "face": self.face.to_dict(),
             "best": self.best.to_dict(),
             "snapshot": self.snapshot is not None,
+            "identity": None if self.identity is None else self.identity.to_dict(),
         }
 
     def to_json(self) -> bytes:

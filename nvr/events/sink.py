@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+import structlog
+
 from nvr.errors import ConfigError
 from nvr.events.config import EventFileConfig
 from nvr.events.payload import FaceEvent
+from nvr.recognition.presence import PeopleChange, PresenceState
+from nvr.recognition.strangers import StrangerEvent
 
 if TYPE_CHECKING:
     from nvr.events.snapshot_store import SnapshotStore
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class EventSink(Protocol):
@@ -83,27 +86,46 @@ class JsonLinesSink:
             line = json.dumps(record, separators=(",", ":"), allow_nan=False).encode() + b"\n"
         except ValueError as exc:
             self.events_rejected += 1
-            log.error("face event %s on camera %s not written: %s", event.id, event.camera, exc)
+            log.error("face event not written", camera=event.camera, event_id=event.id, error=str(exc))
             return
+        self._write_line(line)
+        self.events_written += 1
+        # Logged once written: whoever reacts to the log line finds the event in the file.
+        log.info(
+            f"face {event.type}",
+            camera=event.camera,
+            event_id=event.id,
+            score=round(event.face.score, 2),
+            box=[round(v) for v in event.face.box],
+        )
+
+    def _write_line(self, line: bytes) -> None:
         with self._lock:
             if self._size and self._size + len(line) > self._config.max_bytes:
                 self._rotate()
             self._file.write(line)
             self._file.flush()
             self._size += len(line)
-            self.events_written += 1
-        # Logged once written: whoever reacts to the log line finds the event in the file.
-        log.info(
-            "face %s %s camera=%s score=%.2f box=%s",
-            event.type,
-            event.id,
-            event.camera,
-            event.face.score,
-            [round(v) for v in event.face.box],
-        )
 
     def publish_face_count(self, camera: str, count: int) -> None:
-        log.debug("camera %s: %d face(s) in view", camera, count)
+        log.debug("faces in view", camera=camera, count=count)
+
+    # -- recognition: stranger events go to the file too (they carry `event_type`), presence to the log --
+
+    def enable_strangers(self, camera: str) -> None:
+        pass
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        line = json.dumps(event.to_dict(), separators=(",", ":")).encode() + b"\n"
+        self._write_line(line)
+        log.info("stranger", camera=event.camera, event_id=event.event_id, group=event.group)
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        for state in states:
+            log.info("person " + state.state, person=state.name, camera=state.camera, event_id=state.event_id)
+
+    def publish_people(self, change: PeopleChange) -> None:
+        self.publish_presence(change.states)
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:

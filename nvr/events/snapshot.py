@@ -11,33 +11,18 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from PIL import Image
 
-from nvr.contracts.frameresult import RgbArray
+from nvr.contracts.alignment import ARCFACE_SIZE, align_face
+from nvr.contracts.arrays import FloatArray, RgbImage
 from nvr.events.config import SnapshotConfig
-
-FloatArray = npt.NDArray[np.float32]
-
-ARCFACE_SIZE = 112
-# The standard ArcFace 5-point template for 112x112 crops (insightface's `arcface_dst`), keyed by our landmark
-# names, which are from the subject's point of view (the subject's right eye is on the image's left).
-# `mouth_center` (BlazeFace) is the midpoint of the two mouth corners.
-ARCFACE_TEMPLATE: dict[str, tuple[float, float]] = {
-    "right_eye": (38.2946, 51.6963),
-    "left_eye": (73.5318, 51.5014),
-    "nose_tip": (56.0252, 71.7366),
-    "mouth_right": (41.5493, 92.3655),
-    "mouth_left": (70.7299, 92.2041),
-    "mouth_center": (56.1396, 92.2848),
-}
 
 
 @dataclass(frozen=True, slots=True)
 class FaceCrop:
     """A copy of the image region around one face, with its landmarks in the crop's pixels."""
 
-    pixels: RgbArray  # h x w x 3, owned (not a view into the frame)
+    pixels: RgbImage  # h x w x 3, owned (not a view into the frame)
     landmarks: FloatArray  # (K, 2)
     landmark_names: tuple[str, ...]
     snapshot_region: tuple[
@@ -45,7 +30,7 @@ class FaceCrop:
     ]  # left, top, right, bottom of the JPEG snapshot within `pixels`
 
     @property
-    def snapshot_pixels(self) -> RgbArray:
+    def snapshot_pixels(self) -> RgbImage:
         left, top, right, bottom = self.snapshot_region
         return self.pixels[top:bottom, left:right]
 
@@ -61,7 +46,7 @@ def _region(
 
 
 def crop_face(
-    image: RgbArray,
+    image: RgbImage,
     scale: float,
     box: FloatArray,
     landmarks: FloatArray,
@@ -86,7 +71,7 @@ def crop_face(
     return FaceCrop(image[top:bottom, left:right].copy(), points, landmark_names, snapshot_region)
 
 
-def encode_jpeg(pixels: RgbArray, max_size: int, quality: int) -> bytes:
+def encode_jpeg(pixels: RgbImage, max_size: int, quality: int) -> bytes:
     """JPEG of `pixels`, downscaled (never upscaled) so that its longest side is at most `max_size`."""
     img = Image.fromarray(pixels, "RGB")
     longest = max(img.width, img.height)
@@ -99,49 +84,6 @@ def encode_jpeg(pixels: RgbArray, max_size: int, quality: int) -> bytes:
     return out.getvalue()
 
 
-def alignment_matrix(points: FloatArray, names: tuple[str, ...]) -> npt.NDArray[np.float64] | None:
-    """The least-squares similarity (2x3) taking the named landmarks onto the ArcFace template, or None.
-
-    Only the landmarks the template knows are used, so any detector with at least both eyes works.
-    """
-    known = [i for i, name in enumerate(names) if name in ARCFACE_TEMPLATE]
-    if len(known) < 2:
-        return None
-    src = points[known].astype(np.float64)
-    dst = np.array([ARCFACE_TEMPLATE[names[i]] for i in known], np.float64)
-    if not np.isfinite(src).all():
-        return None
-    # x' = a*x - b*y + tx,  y' = b*x + a*y + ty, solved for (a, b, tx, ty) in one linear least-squares system.
-    k = len(known)
-    system = np.zeros((2 * k, 4), np.float64)
-    system[0::2, 0], system[0::2, 1], system[0::2, 2] = src[:, 0], -src[:, 1], 1.0
-    system[1::2, 0], system[1::2, 1], system[1::2, 3] = src[:, 1], src[:, 0], 1.0
-    (a, b, tx, ty), _, rank, _ = np.linalg.lstsq(system, dst.reshape(-1), rcond=None)
-    if rank < 4 or a * a + b * b < 1e-12:
-        return None  # the points coincide: no orientation or scale to recover
-    return np.array([[a, -b, tx], [b, a, ty]], np.float64)
-
-
-def align_face(crop: FaceCrop) -> RgbArray | None:
-    """The 112x112 RGB face aligned to the ArcFace template, or None if the landmarks cannot place it."""
-    matrix = alignment_matrix(crop.landmarks, crop.landmark_names)
-    if matrix is None:
-        return None
-    # Pillow wants the inverse map (output pixel -> input pixel); a similarity inverts in closed form.
-    a, b = matrix[1, 1], matrix[1, 0]
-    norm = a * a + b * b
-    inv = np.array([[a, b], [-b, a]]) / norm
-    offset = -inv @ matrix[:, 2]
-    coefficients = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
-    img = Image.fromarray(crop.pixels, "RGB").transform(
-        (ARCFACE_SIZE, ARCFACE_SIZE),
-        Image.Transform.AFFINE,
-        tuple(float(c) for c in coefficients),
-        resample=Image.Resampling.BILINEAR,
-    )
-    return np.asarray(img)
-
-
 # Context an aligned crop needs around the detector's box: the template puts the eyes at a third of the crop.
 ALIGN_MARGIN = 0.35
 
@@ -149,17 +91,17 @@ ALIGN_MARGIN = 0.35
 class SnapshotMaker:
     """Applies the snapshot settings: what to copy from a frame, and how to encode it."""
 
-    def __init__(self, config: SnapshotConfig) -> None:
+    def __init__(self, config: SnapshotConfig, keep_aligned: bool = False) -> None:
         self.config = config
+        self._copy_margin = ALIGN_MARGIN if config.aligned or keep_aligned else None
 
     def capture(
-        self, image: RgbArray, scale: float, box: FloatArray, landmarks: FloatArray, names: tuple[str, ...]
+        self, image: RgbImage, scale: float, box: FloatArray, landmarks: FloatArray, names: tuple[str, ...]
     ) -> FaceCrop | None:
         if not self.config.enabled:
             return None
-        copy_margin = ALIGN_MARGIN if self.config.aligned else None
         return crop_face(
-            image, scale, box, landmarks, names, margin=self.config.margin, copy_margin=copy_margin
+            image, scale, box, landmarks, names, margin=self.config.margin, copy_margin=self._copy_margin
         )
 
     def encode(self, crop: FaceCrop) -> bytes:
@@ -168,5 +110,5 @@ class SnapshotMaker:
     def encode_aligned(self, crop: FaceCrop) -> bytes | None:
         if not self.config.aligned:
             return None
-        aligned = align_face(crop)
+        aligned = align_face(crop.pixels, crop.landmarks, crop.landmark_names)
         return None if aligned is None else encode_jpeg(aligned, ARCFACE_SIZE, self.config.quality)

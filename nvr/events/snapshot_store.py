@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -25,6 +26,9 @@ from nvr.errors import ConfigError
 from nvr.events.config import SnapshotConfig
 from nvr.events.payload import FaceEvent
 from nvr.events.sink import EventSink
+from nvr.recognition.output import RecognitionSink
+from nvr.recognition.presence import PeopleChange, PresenceState
+from nvr.recognition.strangers import StrangerEvent
 
 log = structlog.get_logger(__name__)
 
@@ -196,10 +200,14 @@ def _unlink(path: Path) -> bool:
     return True
 
 
-class SnapshotFilesSink:
-    """Keeps each event's snapshot as a file, then hands the events on (used in front of the MQTT sink)."""
+class ForwardedSink(EventSink, RecognitionSink, Protocol):
+    """What the daemon's sinks take: events and recognition's output."""
 
-    def __init__(self, inner: EventSink, store: SnapshotStore) -> None:
+
+class SnapshotFilesSink:
+    """Keeps each event's snapshot as a file, then hands everything on (used in front of the MQTT sink)."""
+
+    def __init__(self, inner: ForwardedSink, store: SnapshotStore) -> None:
         self.inner = inner
         self.store = store
 
@@ -211,6 +219,18 @@ class SnapshotFilesSink:
 
     def publish_face_count(self, camera: str, count: int) -> None:
         self.inner.publish_face_count(camera, count)
+
+    def enable_strangers(self, camera: str) -> None:
+        self.inner.enable_strangers(camera)
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        self.inner.publish_stranger(event)
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        self.inner.publish_presence(states)
+
+    def publish_people(self, change: PeopleChange) -> None:
+        self.inner.publish_people(change)
 
     def close(self, timeout: float = 5.0) -> None:
         try:

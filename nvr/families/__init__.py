@@ -29,6 +29,7 @@ __all__ = [
 FAMILY_MODULES: dict[str, str] = {
     "scrfd": "nvr.families.scrfd",
     "blazeface": "nvr.families.blazeface",
+    "arcface": "nvr.families.arcface",
 }
 
 

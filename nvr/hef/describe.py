@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from nvr.hef.model import HefInfo, HefLayer, NetworkGroup
-from nvr.hef.usage import chips_line, hailort_line, hailort_series, runs_on, usage
+from nvr.hef.usage import chips_line, runs_on, usage
 
 JSON_FORMAT_VERSION = 1
 
@@ -33,11 +33,10 @@ def hef_to_json(info: HefInfo) -> dict[str, Any]:
 
 
 def _answers_to_json(info: HefInfo) -> dict[str, Any]:
-    """The user's questions: which chips, which HailoRT, what nvr can use it as."""
+    """The user's questions: which chips run it, what nvr can use it as."""
     use = usage(info)
     return {
         "runs_on": list(runs_on(info.hw_arch)),
-        "hailort_series": hailort_series(info),
         "usable_as": use.use,
         "family": use.family,
         "usable_because": use.why,
@@ -75,7 +74,6 @@ def hef_to_text(info: HefInfo) -> str:
     lines = [
         f"file           {info.path}",
         f"runs on        {chips_line(info)}",
-        f"needs          {hailort_line(info)}",
         f"use in nvr     {use.use} ({use.why})" if use.use else f"use in nvr     none: {use.why}",
         f"header         v{info.header_version} (needs HailoRT >= {'{}.{}'.format(*info.min_hailort)})",
         f"architecture   {info.hw_arch_name} ({info.arch_family} family)",

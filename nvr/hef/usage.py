@@ -1,10 +1,10 @@
-"""What a user wants to know about a HEF before copying it to their Pi: which chips run it, which HailoRT it
-needs, and what nvr can use it as. Worked out from the HEF's metadata alone (no HailoRT, no device).
+"""What a user wants to know about a HEF before copying it to their Pi: which chips run it, and what nvr
+can use it as (which HailoRT it needs is `nvr.backends.hailo_diagnostics.hailort_compatibility`). Worked out
+from the HEF's metadata alone (no HailoRT, no device).
 
 Chips: HailoRT's `DeviceBase::is_hef_compatible` (../shared/reference/hailort.md §1c): a Hailo-8 runs
 HAILO8P/8R/8L builds (8L ones at lower performance), a Hailo-8L only HAILO8L builds; the Hailo-10H/15
-builds never run on a Hailo-8 or 8L. HailoRT: the header version sets the oldest release that reads the
-file; Hailo-8/8L are served by the 4.x line, Hailo-10H/15 by the 5.x line.
+builds never run on a Hailo-8 or 8L.
 
 Use: recognised by output shapes, as nvr's model families do: SCRFD's 9 score/box/landmark maps (a face
 detector), or a single vector per image (NC format) from a 112x112 face (an ArcFace-style face embedder).
@@ -57,20 +57,6 @@ def chips_line(info: HefInfo) -> str:
     missing = [chip for chip in HAILO8_CHIPS if chip not in chips]
     never = f"; never on {' or '.join(missing)}" if missing else ""
     return ", ".join(chips) + never
-
-
-def hailort_line(info: HefInfo) -> str:
-    """Which HailoRT the HEF needs, in words: the release line of its chips and the header's minimum."""
-    low = "{}.{}".format(*info.min_hailort)
-    chips = runs_on(info.hw_arch)
-    if chips and all(chip in HAILO8_CHIPS for chip in chips):
-        return f"HailoRT {low} or newer, 4.x (the Hailo-8/8L line; hailo-all on Raspberry Pi OS)"
-    return f"HailoRT 5.x (the Hailo-10H/15 line; header v{info.header_version} alone needs {low} or newer)"
-
-
-def hailort_series(info: HefInfo) -> str:
-    chips = runs_on(info.hw_arch)
-    return "4" if chips and all(chip in HAILO8_CHIPS for chip in chips) else "5"
 
 
 def usage(info: HefInfo) -> Usage:

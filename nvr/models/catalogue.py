@@ -26,6 +26,7 @@ def _catalogue_path() -> Path:
 
 CATALOGUE_PATH = _catalogue_path()
 KINDS = ("hef", "onnx")
+_NUMBERS = ("input_mean", "input_std", "match_threshold")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,11 @@ class CatalogueEntry:
     chip: str | None = None  # HEFs only
     member: str | None = None  # file inside an archive download
     sha256: str | None = None  # only a published value
+    # Face embedders only: the input normalisation (x - mean) / std of float models (a HEF has its own
+    # inside), and the default match threshold (cosine), which belongs to a model: score scales differ.
+    input_mean: float | None = None
+    input_std: float | None = None
+    match_threshold: float | None = None
 
     @property
     def file_name(self) -> str:
@@ -71,6 +77,12 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> list[CatalogueEntry]:
         if unknown or missing:
             raise ConfigError(f"{where}: unknown fields {sorted(unknown)} / missing fields {sorted(missing)}")
         fields: dict[str, Any] = {str(k): (str(v) if v is not None else None) for k, v in item.items()}
+        for name in _NUMBERS:
+            if fields.get(name) is not None:
+                try:
+                    fields[name] = float(item[name])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{where}: {name} must be a number, got {item[name]!r}") from None
         entry = CatalogueEntry(**fields)
         if entry.kind not in KINDS or (entry.kind == "hef") != (entry.chip is not None):
             raise ConfigError(f"{where} ({entry.id}): kind must be hef (with a chip) or onnx (without)")

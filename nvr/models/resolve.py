@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
-from nvr.assets import MODELS_ENV, models_dir
+from nvr.assets import MODELS_ENV, models_dir, systemd_state_directory
 from nvr.backends import BACKEND_MODULES, backend_for_suffix, model_suffixes, plugin
 from nvr.errors import ConfigError, DeviceError, InputFileError, ModelError, NvrError
 from nvr.families import FAMILY_MODULES
@@ -146,10 +146,11 @@ def _backend_of(entry: CatalogueEntry) -> str | None:
 def pull_command(ids: str) -> str:
     """The `nvr models pull` that fills the store this process reads: under systemd (or with NVR_MODELS
     set) a user's shell would pick another store, so the command names it."""
-    if not os.environ.get(MODELS_ENV) and not os.environ.get("STATE_DIRECTORY"):
+    as_service = systemd_state_directory() is not None
+    if not os.environ.get(MODELS_ENV) and not as_service:
         return f"nvr models pull {ids}"
     command = f"{MODELS_ENV}={models_dir()} nvr models pull {ids}"
-    return f"sudo -u {getpass.getuser()} {command}" if os.environ.get("STATE_DIRECTORY") else command
+    return f"sudo -u {getpass.getuser()} {command}" if as_service else command
 
 
 # -- the one fallback policy -----------------------------------------------------------------------------

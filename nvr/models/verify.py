@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
+from nvr.contracts.arrays import Float64Array, RgbImage
 from nvr.contracts.faces import Detections
-from nvr.contracts.imaging import RgbImage
-
-Float64Array = npt.NDArray[np.float64]
 
 MATCH_IOU = 0.5
 # What "consistent" means for the verdict. 8-bit outputs move boxes and landmarks by a fraction of a

@@ -10,7 +10,6 @@ bytes and age; what it drops is counted and logged.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import sqlite3
 import threading
@@ -20,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import structlog
+
 from nvr.errors import ConfigError, InputFileError
 from nvr.mqtt.config import OutboxConfig
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -97,7 +98,7 @@ class Outbox:
         ).fetchone()
         self._count, self._bytes = int(count), int(size)
         if self._count:
-            log.info("outbox %s holds %d undelivered message(s) from an earlier run", self.path, self._count)
+            log.info("outbox holds messages from an earlier run", path=str(self.path), count=self._count)
 
     def _lock_file(self, path: Path) -> IO[str]:
         """Hold `<outbox>.lock` while open: two daemons draining one outbox would send everything twice.
@@ -268,12 +269,12 @@ class Outbox:
         now = time.monotonic()
         if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
             log.warning(
-                "outbox %s: dropped %d undelivered message(s) (%s; %d full, %d expired since start)",
-                self.path,
-                self._unlogged_drops,
-                "outbox full" if reason == "full" else "older than max_age",
-                self.dropped_full,
-                self.dropped_expired,
+                "outbox dropped undelivered messages",
+                path=str(self.path),
+                count=self._unlogged_drops,
+                reason="outbox full" if reason == "full" else "older than max_age",
+                full_since_start=self.dropped_full,
+                expired_since_start=self.dropped_expired,
             )
             self._unlogged_drops = 0
             self._last_drop_log = now

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections.abc import Sequence
 from pathlib import Path
+
+import structlog
 
 from nvr.errors import ConfigError
 from nvr.events.payload import FaceEvent
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.config import MqttConfig
+from nvr.mqtt.discovery import person_discovery, person_discovery_topic, stranger_discovery
 from nvr.mqtt.outbox import NewMessage
+from nvr.recognition.presence import PeopleChange, PresenceState
+from nvr.recognition.strangers import StrangerEvent
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 JSON = "application/json"
 JPEG = "image/jpeg"
@@ -33,13 +38,13 @@ class MqttSink:
         *,
         cameras: Sequence[str] = (),
         retain_snapshots: bool = True,
-        stats_provider: Callable[[], Mapping[str, object]] | None = None,
         publisher: MqttPublisher | None = None,
     ) -> None:
         if publisher is None:
-            publisher = MqttPublisher(config, cameras, state_dir=state_dir, stats_provider=stats_provider)
+            publisher = MqttPublisher(config, cameras, state_dir=state_dir)
         self.publisher = publisher
         self._topics = publisher.topics
+        self._config = config
         self._max_bytes = config.max_message_bytes
         self._retain_snapshots = retain_snapshots
         self.events_rejected = 0  # events that could not be encoded or were too large
@@ -50,7 +55,7 @@ class MqttSink:
         try:
             self.publisher.add_camera(camera)
         except ConfigError as exc:  # the config validates names; this guards the topics regardless
-            log.error("%s: its events are not sent", exc)
+            log.error("camera name unusable in topics: events not sent", camera=camera, error=str(exc))
             return False
         return True
 
@@ -79,8 +84,8 @@ class MqttSink:
             if len(data) > limit:
                 self.snapshots_rejected += 1
                 log.warning(
-                    "snapshot of face event %s on camera %s is %d bytes, over the limit of %d (%s): not sent",
-                    event.id, camera, len(data), limit, what,
+                    "face snapshot over the size limit: not sent",
+                    camera=camera, event_id=event.id, size=len(data), limit=limit, limit_from=what,
                 )  # fmt: skip
                 continue
             images.append(NewMessage(camera, topic(camera), data, 1, self._retain_snapshots, JPEG, event.id))
@@ -90,14 +95,14 @@ class MqttSink:
             payload = event.to_json()
         except ValueError as exc:
             self.events_rejected += 1
-            log.error("face event %s on camera %s not sent: %s", event.id, camera, exc)
+            log.error("face event not sent", camera=camera, event_id=event.id, error=str(exc))
             return []
         limit, what = self._limit(self._topics.face(camera))
         if len(payload) > limit:
             self.events_rejected += 1
             log.error(
-                "face event %s on camera %s is %d bytes, over the limit of %d (%s): not sent",
-                event.id, camera, len(payload), limit, what,
+                "face event over the size limit: not sent",
+                camera=camera, event_id=event.id, size=len(payload), limit=limit, limit_from=what,
             )  # fmt: skip
             return []
         # Snapshot first: a consumer that receives the event finds the retained snapshot it announces.
@@ -114,6 +119,51 @@ class MqttSink:
     def publish_face_count(self, camera: str, count: int) -> None:
         if self._known_camera(camera):
             self.publisher.set_state(self._topics.count(camera), str(count).encode())
+
+    # -- recognition ---------------------------------------------------------------------------------------
+
+    def enable_strangers(self, camera: str) -> None:
+        """Announce `camera`'s stranger event entity to Home Assistant (cameras with recognition on)."""
+        if self._known_camera(camera) and self._config.discovery.enabled:
+            self.publisher.set_state(*stranger_discovery(self._config, camera))
+
+    def publish_stranger(self, event: StrangerEvent) -> None:
+        if not self._known_camera(event.camera):
+            return
+        payload = json.dumps(event.to_dict(), separators=(",", ":")).encode()
+        topic = self._topics.stranger(event.camera)
+        self.publisher.send([NewMessage(event.camera, topic, payload, 1, False, JSON, event.event_id)])
+
+    def publish_presence(self, states: Sequence[PresenceState]) -> None:
+        """Retained person states, through the outbox (in order with the events that caused them)."""
+        messages = [
+            NewMessage(
+                state.camera or "",
+                self._topics.person(state.slug),
+                json.dumps(state.to_dict(), separators=(",", ":")).encode(),
+                1,
+                True,
+                JSON,
+                state.event_id,
+            )
+            for state in states
+        ]
+        if messages:
+            self.publisher.send(messages)
+
+    def publish_people(self, change: PeopleChange) -> None:
+        """Home Assistant entities follow the library: created on enrolment, kept (with a new state topic)
+        on a rename, removed on removal; a topic no longer used has its retained state cleared."""
+        cleared = [before.slug for before, _ in change.renamed] + [p.slug for p in change.removed]
+        if self._config.discovery.enabled:
+            for person in change.current:
+                self.publisher.set_state(*person_discovery(self._config, person.id, person.name, person.slug))
+            for person in change.removed:
+                self.publisher.set_state(person_discovery_topic(self._config, person.id), b"")
+        messages = [NewMessage("", self._topics.person(slug), b"", 1, True) for slug in cleared]
+        if messages:
+            self.publisher.send(messages)
+        self.publish_presence(change.states)
 
     def close(self, timeout: float = 5.0) -> None:
         self.publisher.stop(timeout)

@@ -6,6 +6,12 @@
 <prefix>/<camera>/face/snapshot    JPEG of the event's best face (raw bytes)
 <prefix>/<camera>/face/aligned     112x112 ArcFace-aligned JPEG of the best face (when enabled)
 <prefix>/<camera>/face/count       faces in view now (retained)
+<prefix>/<camera>/face/stranger    stranger events, JSON (QoS 1, not retained)
+<prefix>/person/<slug>             an enrolled person's presence, JSON (retained)
+
+The words used at the camera's level (`available`, `stats`, `person`) are reserved: no camera may be called
+so (a person's slug cannot collide either: slugs live one level below `person`, and the library reserves
+`face`, `count` and the like).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from nvr.errors import ConfigError
 from nvr.mqtt.config import NAME_PATTERN, check_topic_prefix
 
 MAX_CAMERA_NAME = 64
+# Topic levels directly under the prefix that are not cameras.
+RESERVED_CAMERA_NAMES = frozenset({"available", "stats", "person", "people"})
 
 
 def check_camera_name(camera: str) -> str:
@@ -27,6 +35,8 @@ def check_camera_name(camera: str) -> str:
         raise ConfigError(
             f"camera {camera!r}: names used in MQTT topics may only contain letters, digits, '_' and '-'"
         )
+    if camera.lower() in RESERVED_CAMERA_NAMES:
+        raise ConfigError(f"camera {camera!r}: the name is reserved for nvr's own topics ({camera}/...)")
     return camera
 
 
@@ -59,6 +69,14 @@ class Topics:
 
     def count(self, camera: str) -> str:
         return f"{self.face(camera)}/count"
+
+    def stranger(self, camera: str) -> str:
+        return f"{self.face(camera)}/stranger"
+
+    def person(self, slug: str) -> str:
+        if not slug or not NAME_PATTERN.match(slug):
+            raise ConfigError(f"person slug {slug!r} is not a valid topic level")
+        return f"{self.prefix}/person/{slug}"
 
 
 PAYLOAD_ONLINE = "online"

@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nvr.contracts.arrays import FloatArray
 from nvr.contracts.faces import BLAZEFACE_LANDMARKS, Detections
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.tensors import RawOutput
 from nvr.errors import ModelError
 from nvr.postprocess.nms import nms
-
-FloatArray = npt.NDArray[np.float32]
 
 NUM_COORDS = 16  # 4 box values + 6 keypoints × (x, y)
 NUM_KEYPOINTS = 6

@@ -22,8 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
-IndexArray = npt.NDArray[np.intp]
+from nvr.contracts.arrays import FloatArray, IndexArray
 
 # insightface (and the original R-CNN code) measure widths as x2 - x1 + 1; SCRFD's reference NMS does.
 INSIGHTFACE_PIXEL_OFFSET = 1.0

@@ -224,7 +224,8 @@ class ConfiguredInferModel:
         if not 0 <= priority <= 31:
             with ExceptionWrapper():
                 raise fail(_pyhailort.HAILO_INVALID_ARGUMENT, "priority out of range")
-        self._cim()
+        core = self._cim().core
+        core.priority = core.observed.priority = priority
 
     def shutdown(self) -> None:
         self._cim().shutdown()

@@ -214,13 +214,28 @@ class InferModel:
                     "HEF was compiled for Hailo8L device, while the device itself is Hailo8. "
                     "This will result in lower performance."
                 )
-            queue_size = config.queue_per_batch * max(1, self._batch_size)
-            if queue_size < self._batch_size:
-                raise fail(_pyhailort.HAILO_INVALID_OPERATION, "batch bigger than internal_queue_size")
+            if config.queue_frames is not None:  # absolute mode: the queue does not grow with the batch
+                queue_size = config.queue_frames
+            else:
+                queue_size = config.queue_per_batch * max(1, self._batch_size)
+                if queue_size < self._batch_size:
+                    raise fail(_pyhailort.HAILO_INVALID_OPERATION, "batch bigger than internal_queue_size")
             registry = self._vdevice._registry
             hang = config.hang_after is not None and registry.hangs_done < config.hangs
             registry.hangs_done += int(hang)
-            core = SimulatedCore(Compute(self._info.default_group, config), config, queue_size, hang)
+            group = self._info.default_group
+            observed = registry.observed.setdefault(group.name, _pyhailort.Observed())
+            observed.queue_size = queue_size
+            observed.configures.append(self._batch_size)
+            core = SimulatedCore(
+                Compute(group, config),
+                config,
+                queue_size,
+                hang,
+                registry.timeline,
+                config.latency_for(group.name),
+                observed,
+            )
         configured = _ConfiguredCore(core, self)
         self._vdevice._configured.append(configured)
         return ConfiguredInferModel(configured, self)

@@ -9,14 +9,24 @@ a VDevice is created, so a subprocess `nvr` can be pointed at it:
   HAILO_DOUBLE_LOCK_DIR    where the per-device flock files live (default /tmp/hailo_double)
   HAILO_DOUBLE_SERVICE     "1" when hailort_service is running (multi_process_service works)
   HAILO_DOUBLE_VERSION     HailoRT version reported as hailo_platform.__version__ (default by arch)
-  HAILO_DOUBLE_LATENCY_MS  device time per frame (default 0: only the host compute time)
-  HAILO_DOUBLE_REPLAY      "1": compute outputs for the first frame, return them for every frame
+  HAILO_DOUBLE_LATENCY_MS  device time per frame (default 0: only the host compute time); one number for
+                           every network, or per network group: "scrfd_2_5g=1.0,arcface_mobilefacenet=0.5"
+                           (a bare number among them is the default). All networks configured in one process
+                           share ONE device timeline, so their combined rate is bounded like a real chip's.
+  HAILO_DOUBLE_REPLAY      "1": compute outputs for the first frame, return them for every frame (benchmarks:
+                           keeps the double's own ONNX compute off the host's budget)
   HAILO_DOUBLE_QUEUE_SIZE  frames in flight per batch unit (get_async_queue_size = this x batch; default 4)
+  HAILO_DOUBLE_QUEUE_FRAMES  absolute mode: get_async_queue_size returns this many frames whatever the batch
+                           (overrides HAILO_DOUBLE_QUEUE_SIZE; real HailoRT's value is undocumented)
   HAILO_DOUBLE_FAIL_FRAMES comma list of frame indexes (per configured model) whose job fails
   HAILO_DOUBLE_FAIL_STATUS HailoRT status those jobs fail with (default 8, HAILO_INTERNAL_FAILURE)
   HAILO_DOUBLE_HANG_AFTER  frames after which the device stops completing jobs
   HAILO_DOUBLE_HANGS       how many configured models (per process) hang that way (default 1)
+  HAILO_DOUBLE_DRIVER_VERSION  version of the hailo_pci kernel driver; VDevice() fails with status 76
+                           (HAILO_INVALID_DRIVER_VERSION) unless it equals the library's (as HailoRT does)
   HAILO_DOUBLE_ONNX        ONNX model to compute SCRFD outputs with (default: by network name in NVR_ASSETS)
+  HAILO_DOUBLE_EMBEDDER_ONNX  ONNX embedder for HEFs with one 112x112x3 input and one NC output (default:
+                           models/recognition/fr_feature_512.onnx in NVR_ASSETS, for 512-value outputs)
 """
 
 from __future__ import annotations
@@ -37,13 +47,15 @@ STATUS_NAMES: dict[int, str] = {
     8: "HAILO_INTERNAL_FAILURE", 13: "HAILO_OPEN_FILE_FAILURE", 26: "HAILO_INVALID_HEF",
     36: "HAILO_DRIVER_OPERATION_FAILED", 61: "HAILO_NOT_FOUND", 62: "HAILO_COMMUNICATION_CLOSED",
     63: "HAILO_STREAM_ABORT", 64: "HAILO_DRIVER_NOT_INSTALLED", 73: "HAILO_DEVICE_IN_USE",
-    74: "HAILO_OUT_OF_PHYSICAL_DEVICES", 77: "HAILO_RPC_FAILED", 79: "HAILO_NOT_SUPPORTED",
+    74: "HAILO_OUT_OF_PHYSICAL_DEVICES", 76: "HAILO_INVALID_DRIVER_VERSION", 77: "HAILO_RPC_FAILED",
+    79: "HAILO_NOT_SUPPORTED",
     82: "HAILO_QUEUE_IS_FULL", 91: "HAILO_HEF_FILE_CORRUPTED", 92: "HAILO_HEF_NOT_SUPPORTED",
     93: "HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE",
 }  # fmt: skip
 HAILO_INVALID_ARGUMENT, HAILO_TIMEOUT, HAILO_INVALID_OPERATION = 2, 4, 6
 HAILO_OPEN_FILE_FAILURE, HAILO_INVALID_HEF, HAILO_NOT_FOUND, HAILO_STREAM_ABORT = 13, 26, 61, 63
 HAILO_OUT_OF_PHYSICAL_DEVICES, HAILO_RPC_FAILED, HAILO_QUEUE_IS_FULL = 74, 77, 82
+HAILO_INVALID_DRIVER_VERSION = 76
 HAILO_HEF_FILE_CORRUPTED, HAILO_HEF_NOT_SUPPORTED, HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE = 91, 92, 93
 
 
@@ -223,11 +235,19 @@ class DoubleConfig:
     latency_s: float
     replay: bool
     queue_per_batch: int
+    queue_frames: int | None
     fail_frames: frozenset[int]
     fail_status: int
     hang_after: int | None
     hangs: int
     onnx: str | None
+    embedder_onnx: str | None = None
+    driver_version: str | None = None
+    latency_by_network: tuple[tuple[str, float], ...] = ()
+
+    def latency_for(self, network_group: str) -> float:
+        """Device seconds per frame of this network group."""
+        return dict(self.latency_by_network).get(network_group, self.latency_s)
 
     @classmethod
     def from_env(cls) -> DoubleConfig:
@@ -237,19 +257,31 @@ class DoubleConfig:
             raise ValueError(f"HAILO_DOUBLE_ARCH={arch!r}: choose one of {', '.join(CHIPS)}")
         fails = frozenset(int(x) for x in env.get("HAILO_DOUBLE_FAIL_FRAMES", "").split(",") if x.strip())
         hang = env.get("HAILO_DOUBLE_HANG_AFTER")
+        queue_frames = env.get("HAILO_DOUBLE_QUEUE_FRAMES")
+        default_ms, per_network = 0.0, []
+        for item in env.get("HAILO_DOUBLE_LATENCY_MS", "0").split(","):
+            name, sep, value = item.strip().rpartition("=")
+            if not sep:
+                default_ms = float(value)
+            else:
+                per_network.append((name.strip(), float(value) / 1000.0))
         return cls(
             arch=arch,
             devices=int(env.get("HAILO_DOUBLE_DEVICES", "1")),
             lock_dir=Path(env.get("HAILO_DOUBLE_LOCK_DIR", "/tmp/hailo_double")),
             service=env.get("HAILO_DOUBLE_SERVICE", "0") == "1",
-            latency_s=float(env.get("HAILO_DOUBLE_LATENCY_MS", "0")) / 1000.0,
+            latency_s=default_ms / 1000.0,
             replay=env.get("HAILO_DOUBLE_REPLAY", "0") == "1",
             queue_per_batch=int(env.get("HAILO_DOUBLE_QUEUE_SIZE", "4")),
+            queue_frames=int(queue_frames) if queue_frames else None,
             fail_frames=fails,
             fail_status=int(env.get("HAILO_DOUBLE_FAIL_STATUS", "8")),
             hang_after=int(hang) if hang else None,
             hangs=int(env.get("HAILO_DOUBLE_HANGS", "1")),
             onnx=env.get("HAILO_DOUBLE_ONNX"),
+            embedder_onnx=env.get("HAILO_DOUBLE_EMBEDDER_ONNX"),
+            driver_version=env.get("HAILO_DOUBLE_DRIVER_VERSION"),
+            latency_by_network=tuple(per_network),
         )
 
 
@@ -272,6 +304,58 @@ class _Holder:
     hangs_left: int = field(default=0)
 
 
+class DeviceTimeline:
+    """The chip's time: every network configured on the device books its frames here, one after another.
+
+    A frame starts when the device is free and the frame has arrived, and takes its network's device time,
+    so two networks sharing the chip get a combined rate the chip can sustain, and no more. Like HailoRT's
+    scheduler, the network with the higher priority (set_scheduler_priority; default 16) goes first while
+    it has frames waiting (a lower one waits at most PRIORITY_WAIT_S per frame, so a hung network cannot
+    stop the others).
+    """
+
+    PRIORITY_WAIT_S = 1.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._free_at = 0.0
+        self._waiting: dict[int, int] = {}  # priority -> frames submitted and not yet started
+        self.busy_s = 0.0  # device time booked so far (utilisation = busy_s / elapsed)
+
+    def arrive(self, priority: int, frames: int) -> None:
+        with self._cond:
+            self._waiting[priority] = self._waiting.get(priority, 0) + frames
+
+    def withdraw(self, priority: int, frames: int) -> None:
+        """Frames that will never run (aborted)."""
+        with self._cond:
+            self._waiting[priority] = self._waiting.get(priority, 0) - frames
+            self._cond.notify_all()
+
+    def book(self, arrived_at: float, seconds: float, priority: int = 16) -> float:
+        """Book one frame that arrived (see `arrive`); returns when the device finishes it (perf_counter)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not any(n > 0 for p, n in self._waiting.items() if p > priority), self.PRIORITY_WAIT_S
+            )
+            self._waiting[priority] = self._waiting.get(priority, 0) - 1
+            self._free_at = max(self._free_at, arrived_at) + seconds
+            self.busy_s += seconds
+            self._cond.notify_all()
+            return self._free_at
+
+
+@dataclass
+class Observed:
+    """What one network's host did to the device queue, for tests of how an engine feeds it."""
+
+    queue_size: int = 0
+    max_in_flight: int = 0  # frames
+    job_sizes: dict[int, int] = field(default_factory=dict)  # frames per run_async -> count
+    configures: list[int] = field(default_factory=list)  # batch size of each configure()
+    priority: int = 16  # set_scheduler_priority (HailoRT's default 16)
+
+
 class DeviceRegistry:
     """Which VDevices of this process hold the device, and the flock that keeps other processes out."""
 
@@ -279,8 +363,20 @@ class DeviceRegistry:
         self._lock = threading.Lock()
         self._holder: _Holder | None = None
         self.hangs_done = 0
+        self.timeline = DeviceTimeline()  # the one simulated chip of this process
+        self.observed: dict[str, Observed] = {}  # per network group name
 
     def acquire(self, config: DoubleConfig, group_id: str, service: bool) -> None:
+        import hailo_platform  # the library version is the one the package reports (fixed at import)
+
+        library = str(hailo_platform.__version__)
+        if config.devices > 0 and config.driver_version and config.driver_version != library:
+            # HailoRTDriver::validate_driver_version: major, minor and revision must all match.
+            log_error(
+                f"CHECK failed - Driver version ({config.driver_version}) is different from library "
+                f"version ({library})"
+            )
+            raise fail(HAILO_INVALID_DRIVER_VERSION, "Driver version mismatch")
         if config.devices <= 0:
             raise fail(
                 HAILO_OUT_OF_PHYSICAL_DEVICES,

@@ -2,7 +2,8 @@
 
 Outputs are real: for an SCRFD HEF the matching ONNX model runs on the uint8 input (normalised the way the
 HEF does it internally) and each output is quantized with that HEF layer's own scale and zero point; ONNX
-outputs are matched to HEF layers by shape. Other HEFs get each layer's zero point (real value 0.0).
+outputs are matched to HEF layers by shape. An embedder HEF (112x112x3 in, one NC output) gets the ONNX
+embedder's vector quantized with its output's qp. Other HEFs get each layer's zero point (real value 0.0).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import numpy.typing as npt
 from hailo_platform.pyhailort._pyhailort import (
     HAILO_QUEUE_IS_FULL,
     HAILO_STREAM_ABORT,
+    DeviceTimeline,
     DoubleConfig,
     FormatType,
+    Observed,
     fail,
 )
 from nvr.assets import assets_dir
@@ -33,6 +36,7 @@ from nvr.contracts.tensors import QuantInfo
 from nvr.hef.model import HefLayer, NetworkGroup
 
 AnyArray = npt.NDArray[Any]
+EMBEDDER_ONNX = {512: "fr_feature_512.onnx"}
 SCRFD_ONNX = {"scrfd_2_5g": "det_2.5g.onnx", "scrfd_500m": "det_500m.onnx", "scrfd_10g": "det_10g.onnx"}
 WAIT_FOR_ASYNC_IN_DTOR_TIMEOUT_S = 10.0
 
@@ -56,6 +60,16 @@ def _looks_like_scrfd(outputs: tuple[HefLayer, ...]) -> bool:
     return len(outputs) == 9 and sorted(layer.shape[2] for layer in outputs) == [2, 2, 2, 8, 8, 8, 20, 20, 20]
 
 
+def _looks_like_embedder(group: NetworkGroup) -> bool:
+    """One 112x112x3 input and one NC output: an ArcFace-style face embedder."""
+    return (
+        len(group.inputs) == 1
+        and group.inputs[0].shape == (112, 112, 3)
+        and len(group.outputs) == 1
+        and group.outputs[0].device_format == "NC"
+    )
+
+
 class Compute:
     """Turns one input frame into the HEF's raw (quantized) output maps, in the HEF's sorted order."""
 
@@ -65,6 +79,7 @@ class Compute:
         self._session: Any = None
         self._replay = config.replay
         self._cached: list[AnyArray] | None = None
+        self._run: Callable[[npt.NDArray[np.uint8]], list[AnyArray]] = self._zeros_for
         if _looks_like_scrfd(group.outputs):
             prefix = group.outputs[0].name.split("/")[0]
             onnx = config.onnx or str(
@@ -75,14 +90,32 @@ class Compute:
                     f"hailo double: no ONNX model for {prefix} at {onnx} (set HAILO_DOUBLE_ONNX)"
                 )
             self._session = _onnx_session(onnx)
+            self._run = self._scrfd
+        elif _looks_like_embedder(group):
+            dim = group.outputs[0].shape[2]
+            onnx = config.embedder_onnx or (
+                str(assets_dir() / "models" / "recognition" / EMBEDDER_ONNX[dim])
+                if dim in EMBEDDER_ONNX
+                else ""
+            )
+            if not Path(onnx).is_file():
+                raise RuntimeError(
+                    f"hailo double: no ONNX embedder for a {dim}-value output at {onnx or '-'} "
+                    "(set HAILO_DOUBLE_EMBEDDER_ONNX)"
+                )
+            self._session = _onnx_session(onnx)
+            self._run = self._embed
 
     def run(self, frame: npt.NDArray[np.uint8]) -> list[AnyArray]:
         if self._replay and self._cached is not None:
             return self._cached
-        outputs = self._scrfd(frame) if self._session is not None else self._zeros()
+        outputs = self._run(frame) if self._session is not None else self._zeros()
         if self._replay:
             self._cached = outputs
         return outputs
+
+    def _zeros_for(self, frame: npt.NDArray[np.uint8]) -> list[AnyArray]:
+        return self._zeros()
 
     def _zeros(self) -> list[AnyArray]:
         return [self._quantize(np.zeros(layer.shape, np.float32), layer) for layer in self.layers]
@@ -107,6 +140,14 @@ class Compute:
             outputs.append(self._quantize(remaining.pop(matches[0]).reshape(h, w, c), layer))
         return outputs
 
+    def _embed(self, frame: npt.NDArray[np.uint8]) -> list[AnyArray]:
+        """The ArcFace recipe the Model Zoo compiles into the HEF: RGB, (x - 127.5) / 128, NCHW float."""
+        tensor = ((frame.astype(np.float32) - 127.5) / 128.0).transpose(2, 0, 1)[None]
+        session = self._session
+        (embedding,) = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(tensor)})
+        layer = self.layers[0]
+        return [self._quantize(np.asarray(embedding, np.float32).reshape(layer.shape), layer)]
+
     @staticmethod
     def _quantize(values: npt.NDArray[np.float32], layer: HefLayer) -> AnyArray:
         quant: QuantInfo = layer.quant
@@ -125,6 +166,7 @@ class Job:
     frames: list[Frame]
     on_done: Callable[[int], None]  # C++ completion -> queues the Python callback
     submitted_at: float = field(default_factory=time.perf_counter)
+    priority: int = 16  # the scheduler priority when it was submitted
     done: threading.Event = field(default_factory=threading.Event)
     callback_done: threading.Event = field(default_factory=threading.Event)
 
@@ -132,10 +174,23 @@ class Job:
 class SimulatedCore:
     """One configured network on the chip: in-order execution, bounded queue, abort on shutdown."""
 
-    def __init__(self, compute: Compute, config: DoubleConfig, queue_size: int, hang: bool) -> None:
+    def __init__(
+        self,
+        compute: Compute,
+        config: DoubleConfig,
+        queue_size: int,
+        hang: bool,
+        timeline: DeviceTimeline,
+        latency_s: float,
+        observed: Observed,
+    ) -> None:
         self.compute = compute
         self.config = config
         self.queue_size = queue_size
+        self.timeline = timeline
+        self.latency_s = latency_s
+        self.observed = observed
+        self.priority = 16  # HailoRT's default scheduler priority
         self._hang_after = config.hang_after if hang else None
         self._cond = threading.Condition()
         self._jobs: collections.deque[Job] = collections.deque()
@@ -172,6 +227,11 @@ class SimulatedCore:
                 )
                 self._callback_thread.start()
             self._in_flight += len(job.frames)
+            job.priority = self.priority
+            self.timeline.arrive(job.priority, len(job.frames))
+            self.observed.max_in_flight = max(self.observed.max_in_flight, self._in_flight)
+            sizes = self.observed.job_sizes
+            sizes[len(job.frames)] = sizes.get(len(job.frames), 0) + 1
             self._jobs.append(job)
             self._cond.notify_all()
 
@@ -210,11 +270,12 @@ class SimulatedCore:
 
     def _execute(self, job: Job) -> int:
         status = 0
-        for frame in job.frames:
+        for index, frame in enumerate(job.frames):
             if self._hang_after is not None and self._frame_index >= self._hang_after:
                 with self._cond:  # the chip stops answering; only an abort (shutdown) ends the wait
                     self._cond.wait_for(lambda: self._aborted)
             if self._aborted:
+                self.timeline.withdraw(job.priority, len(job.frames) - index)
                 return HAILO_STREAM_ABORT
             outputs = self.compute.run(frame.input)
             for layer, data, (dest, fmt) in zip(self.compute.layers, outputs, frame.outputs, strict=True):
@@ -227,8 +288,11 @@ class SimulatedCore:
             if self._frame_index in self.config.fail_frames and status == 0:
                 status = self.config.fail_status
             self._frame_index += 1
-            # The chip's schedule depends on when frames arrived, not on how promptly Python threads run.
-            self._deadline = max(self._deadline, job.submitted_at) + self.config.latency_s
+            # The chip's schedule depends on when frames arrived, not on how promptly Python threads run;
+            # the networks sharing the chip take turns on its one timeline.
+            self._deadline = self.timeline.book(
+                max(self._deadline, job.submitted_at), self.latency_s, job.priority
+            )
         delay = self._deadline - time.perf_counter()
         if delay > 0:
             time.sleep(delay)

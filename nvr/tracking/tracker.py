@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
-from nvr.events.config import TrackerConfig
-
-FloatArray = npt.NDArray[np.float32]
+from nvr.contracts.arrays import FloatArray
+from nvr.tracking.config import TrackerConfig
 
 
 @dataclass(slots=True, eq=False)  # tracks compare by identity

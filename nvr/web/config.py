@@ -1,0 +1,103 @@
+"""The `web:` section: the small web UI and JSON API the daemon serves, and where its password comes from.
+
+On a loopback address the UI may run without a password (only this machine reaches it). Anywhere else a
+password is required: the configuration is refused (exit 3) without one, because the pages show the faces
+of people in a home.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nvr.errors import ConfigError
+
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+MIN_PASSWORD_LENGTH = 8
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class WebConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="listen address; anything but loopback needs a password",
+    )
+    port: int = Field(default=9121, ge=0, le=65535, description="0 picks a free port (tests)")
+    password_file: Path | None = Field(default=None, description="file holding the password (first line)")
+    password_credential: str | None = Field(
+        default=None, description="systemd credential name (LoadCredential=) holding the password"
+    )
+    session_hours: float = Field(default=168.0, gt=0.0, le=24 * 365, description="browser login lifetime")
+    max_upload_mb: float = Field(default=10.0, gt=0.0, le=200.0, description="largest upload request")
+    max_upload_files: int = Field(default=20, ge=1, le=200, description="photos per upload request")
+    recent_events: int = Field(default=2000, ge=10, le=100_000, description="events kept in memory")
+
+    @model_validator(mode="after")
+    def _needs_password_off_loopback(self) -> WebConfig:
+        if self.password_file is not None and self.password_credential is not None:
+            raise ValueError("give at most one of password_file and password_credential")
+        if self.enabled and not is_loopback(self.host) and not self.has_password:
+            raise ValueError(
+                f"web.host {self.host!r} is reachable from other machines: set web.password_file or "
+                "web.password_credential (or listen on 127.0.0.1)"
+            )
+        if self.password_credential is not None and (
+            "/" in self.password_credential or self.password_credential in ("", ".", "..")
+        ):
+            raise ValueError("password_credential is a credential name, not a path")
+        return self
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_file is not None or self.password_credential is not None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def resolve_web_password(config: WebConfig) -> str | None:
+    """The configured password, or None; raises ConfigError (exit 3, one line) when it cannot be read."""
+    if config.password_file is not None:
+        return _read_secret(config.password_file, "web.password_file")
+    if config.password_credential is not None:
+        directory = os.environ.get(CREDENTIALS_ENV)
+        if not directory:
+            raise ConfigError(
+                f"web.password_credential {config.password_credential!r}: ${CREDENTIALS_ENV} is not set "
+                "(give the unit LoadCredential=, or use password_file)"
+            )
+        return _read_secret(Path(directory) / config.password_credential, "web.password_credential")
+    return None
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path}: not UTF-8 text") from None
+    lines = text.splitlines()
+    secret = lines[0].strip() if lines else ""
+    if len(secret) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(f"{what} {path}: the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return secret
