@@ -3,7 +3,7 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh -k hef -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --dev
+scripts/setup.sh --dev --no-launcher  # the tests leave the user's ~/.local/bin alone
 echo "== ruff"
 .venv/bin/ruff check nvr tests scripts
 echo "== mypy"

@@ -200,6 +200,10 @@ class NvrDaemon:
         self._reader.join(5)
         return code, time.monotonic() - started
 
+    def stop_reading(self) -> None:
+        """Wait until the whole output of an exited daemon has been read."""
+        self._reader.join(5)
+
     def kill(self) -> None:
         """SIGKILL the daemon and its decoders, but not multiprocessing's resource tracker: once they are
         gone it unlinks the named semaphores of the daemon's frame queue (/dev/shm/sem.mp-*), which

@@ -28,7 +28,7 @@ from nvr.contracts.faces import BLAZEFACE_LANDMARKS, Detections
 from nvr.contracts.imaging import load_rgb
 from nvr.daemon.model import open_configured_detector
 from nvr.detector import FaceDetector, open_detector
-from nvr.errors import ExitCode, ModelError
+from nvr.errors import ExitCode, InputFileError, ModelError
 from nvr.postprocess.blazeface import BlazeFacePostprocessor
 
 # name -> (model file, backend, input size); ONNX files are exported from the port's weights per session.
@@ -223,10 +223,10 @@ def test_a_model_that_does_not_fit_the_request_is_a_model_error(
     assert message in capsys.readouterr().err
 
 
-def test_an_unreadable_tflite_file_is_a_model_error(tmp_path: Path) -> None:
+def test_an_unreadable_tflite_file_is_an_input_file_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"not a flatbuffer" * 64)
-    with pytest.raises(ModelError, match=r"broken\.tflite: not a loadable TFLite model"):
+    with pytest.raises(InputFileError, match=r"broken\.tflite: not a loadable TFLite model"):
         open_detector(bad)
 
 
@@ -238,3 +238,32 @@ def test_the_configuration_chooses_blazeface(asset: Callable[[str], Path], tmp_p
         assert detector.postprocessor.landmark_names == BLAZEFACE_LANDMARKS
     with pytest.raises(ModelError, match="not those of a scrfd model"):
         open_configured_detector(DetectorConfig(model=model, family="scrfd"), tmp_path, 0.5)
+
+
+def test_litert_says_nothing_on_stderr(asset: Callable[[str], Path]) -> None:
+    """LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." is not the user's business."""
+    model = asset("models/mediapipe/face_detection_short_range.tflite")
+    image = asset("images/hollance_1face.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "nvr", "detect", "--model", str(model), str(image)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and "1 face(s)" in result.stdout
+    assert result.stderr == ""
+
+
+def test_native_stderr_keeps_what_is_not_noise() -> None:
+    """The filter drops only the known lines: anything else a native library prints still reaches fd 2."""
+    code = (
+        "import os, re\n"
+        "from nvr.native_output import filtered_stderr\n"
+        "with filtered_stderr(re.compile(rb'INFO: Created')):\n"
+        "    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+        "    os.write(2, b'ERROR: something real\\n')\n"
+        "print('done')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "ERROR: something real\n")

@@ -120,7 +120,8 @@ def test_video_names_lin_manuel_miranda_and_nobody_else(
                 break
     drawn = tmp_path / "drawn"
     records = identify(workdir, enrolled, [frames[i] for i in sorted(frames)], "--draw", str(drawn))
-    assert sorted(p.name for p in drawn.iterdir()) == [f"frame{i:03d}.jpg" for i in sorted(frames)]
+    # The drawings keep their inputs' names and format.
+    assert sorted(p.name for p in drawn.iterdir()) == [f"frame{i:03d}.png" for i in sorted(frames)]
     for index, record in zip(sorted(frames), records, strict=True):
         names = [f["identity"]["name"] for f in record["faces"]]
         if 120 <= index <= 180:

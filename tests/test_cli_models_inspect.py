@@ -63,7 +63,8 @@ def test_json_for_programs(capsys: pytest.CaptureFixture[str]) -> None:
     doc: dict[str, Any] = json.loads(out)
     assert list(doc) == [
         "format_version", "file", "header_version", "min_hailort", "hw_arch", "hw_arch_name", "arch_family",
-        "sdk_version", "extensions", "per_feature_quantization", "network_groups", "hailort",
+        "sdk_version", "extensions", "per_feature_quantization", "network_groups", "runs_on", "usable_as",
+        "family", "usable_because", "hailort",
     ]  # fmt: skip
     assert (doc["file"], doc["header_version"], doc["min_hailort"]) == (str(path), 2, "4.20")
     assert (doc["hw_arch"], doc["hw_arch_name"], doc["arch_family"]) == (3, "HAILO8L", "Hailo-8L")
@@ -82,6 +83,63 @@ def test_json_for_programs(capsys: pytest.CaptureFixture[str]) -> None:
         # JSON carries the float32 values exactly (as doubles), so a program gets HailoRT's numbers.
         assert np.array_equal(np.float32(layer["qp_scale"]), np.float32(want["qp_scale"]))
         assert layer["limvals"] == want["limvals"]
+
+
+@pytest.mark.parametrize(
+    ("hef", "runs_on", "usable_as", "family", "text"),
+    [
+        ("scrfd_2.5g.hailo10h.hef", ["Hailo-10H", "Hailo-15H"], "face detector", "scrfd", [
+            "runs on        Hailo-10H, Hailo-15H; never on Hailo-8 or Hailo-8L",
+            "HailoRT        needs HailoRT >= 5.0, < 6.0",
+            "use in nvr     face detector (SCRFD: 9 outputs, score/box/landmarks at strides 8, 16, 32)",
+        ]),
+        ("arcface_mobilefacenet.hailo8.hef", ["Hailo-8"], "face embedder", "arcface", [
+            "runs on        Hailo-8; never on Hailo-8L",
+            "HailoRT        needs HailoRT >= 4.17, < 5.0",
+            "use in nvr     face embedder (one 512-value vector per 112x112 face)",
+        ]),
+        ("lightface_slim.hailo8l.hef", ["Hailo-8", "Hailo-8L"], None, None, [
+            "runs on        Hailo-8L, and Hailo-8 (at lower performance: use a Hailo-8 build there)",
+            "use in nvr     none: 8 outputs [30x40x12, 30x40x6, 15x20x8, 15x20x4, 8x10x8, 8x10x4, 4x5x12, "
+            "4x5x6] from a 240x320x3 input: neither SCRFD's 9 score/box/landmark maps (a face detector) nor "
+            "one vector (a face embedder)",
+        ]),
+        ("hand_landmark_lite.hailo8.hef", ["Hailo-8"], None, None, [
+            "use in nvr     none: 4 outputs [1x1x63, 1x1x1, 1x1x1, 1x1x63] from a 224x224x3 input",
+        ]),
+    ],
+)  # fmt: skip
+def test_inspect_answers_which_chips_which_hailort_and_what_for(
+    capsys: pytest.CaptureFixture[str],
+    hef: str,
+    runs_on: list[str],
+    usable_as: str | None,
+    family: str | None,
+    text: list[str],
+) -> None:
+    path = str(asset_path(f"hef/{hef}"))
+    code, out, _err = run_main(capsys, path, "--json")
+    doc = json.loads(out)
+    assert code == ExitCode.OK
+    assert (doc["runs_on"], doc["usable_as"], doc["family"]) == (runs_on, usable_as, family)
+    code, out, _err = run_main(capsys, path)
+    lines = out.splitlines()
+    assert lines[0] == f"file           {path}"
+    for expected in text:
+        assert any(line.startswith(expected) for line in lines[1:5]), (expected, lines[:5])
+
+
+def test_the_chip_table_is_hailorts(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each chip runs exactly the HEF architectures HailoRT's device check accepts (one table each side)."""
+    from nvr.backends.hailo_diagnostics import DEVICE_ARCHS
+    from nvr.hef.model import HwArch
+    from nvr.hef.usage import RUNS, runs_on
+
+    for family, _chip, accepted in DEVICE_ARCHS.values():
+        assert RUNS[family] == accepted, family
+    assert runs_on(HwArch.HAILO8R) == ("Hailo-8",)
+    assert runs_on(HwArch.HAILO10H) == ("Hailo-10H", "Hailo-15H")
+    assert runs_on(HwArch.HAILO8) == ()  # no chip accepts it
 
 
 def test_json_nc_layer_and_scalars(capsys: pytest.CaptureFixture[str]) -> None:

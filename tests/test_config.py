@@ -99,6 +99,16 @@ def test_bad_camera_name(tmp_path: Path) -> None:
     assert ":2: cameras[0].name: camera names use letters" in problem
 
 
+def test_camera_names_may_have_64_characters_as_the_readme_says(tmp_path: Path) -> None:
+    longest = "c" * 64
+    config = load_config(write(tmp_path, f"cameras:\n  - name: {longest}\n    url: rtsp://a/s\n"), {})
+    assert [c.name for c in config.cameras] == [longest]
+    [problem] = problems(write(tmp_path, f"cameras:\n  - name: {longest}x\n    url: rtsp://a/s\n"))
+    assert ":2: cameras[0].name: camera names use letters, digits, '_' and '-' (up to 64," in problem
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "(at most 64)" in readme
+
+
 def test_missing_required_key_points_at_its_mapping(tmp_path: Path) -> None:
     [problem] = problems(write(tmp_path, "cameras:\n  - name: door\n    enabled: true\n"))
     assert problem.endswith(":2: cameras[0].url: required key is missing")
@@ -112,6 +122,29 @@ def test_duplicate_yaml_key(tmp_path: Path) -> None:
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
     [problem] = problems(write(tmp_path, "cameras:\n  - name: door\n   url: [\n"))
     assert re.match(rf"{re.escape(str(tmp_path))}/nvr.yml:\d+: not valid YAML", problem)
+
+
+def test_an_unclosed_quote_is_reported_where_it_begins_not_at_the_end_of_the_file(tmp_path: Path) -> None:
+    text = 'cameras:\n  - name: door\n    url: "rtsp://a/s\n    detect_fps: 4\n  - name: yard\n'
+    [problem] = problems(write(tmp_path, text))
+    assert problem == (
+        f"{tmp_path}/nvr.yml:3: not valid YAML: the quoted string that starts here (column 10) is never "
+        "closed (found unexpected end of stream at line 6)"
+    )
+
+
+def test_an_unclosed_bracket_is_reported_where_it_begins(tmp_path: Path) -> None:
+    text = "cameras:\n  - name: door\n    url: rtsp://a/s\n    region: [[0, 0], [1, 0], [1, 1]\n"
+    text += "    masks: []\n"
+    [problem] = problems(write(tmp_path, text))
+    assert problem.startswith(f"{tmp_path}/nvr.yml:4: not valid YAML: the '[' list that starts here")
+    assert "at line 5" in problem
+
+
+def test_a_misplaced_key_is_reported_at_its_own_line_with_the_block_it_breaks(tmp_path: Path) -> None:
+    [problem] = problems(write(tmp_path, "cameras:\n  - name: door\n url: rtsp://a/s\n"))
+    assert problem.startswith(f"{tmp_path}/nvr.yml:3: not valid YAML: expected <block end>")
+    assert problem.endswith("(while parsing a block mapping that starts at line 1)")
 
 
 def test_missing_file_and_empty_file(tmp_path: Path) -> None:

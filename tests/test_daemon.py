@@ -7,16 +7,21 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from conftest import asset_path
+import pytest
+from conftest import PROJECT_ROOT, asset_path
 from nvr_daemon import NvrDaemon, child_commands, child_pids, is_resource_tracker, outliving
 
 from nvr.contracts.frameslots import segments
-from nvr.errors import ExitCode
+from nvr.daemon.instance_lock import InstanceLock, lock_path
+from nvr.errors import ConfigError, ExitCode
 from nvr.events.sink import read_event_lines
 
 
@@ -53,6 +58,15 @@ def test_run_reload_and_shutdown(tmp_path: Path) -> None:
         daemon.wait_for_log(lambda line: str(line.get("event", "")).startswith("face new"), 60, "face new")
         events = read_event_lines(tmp_path / "state" / "events.jsonl")
         assert events and events[0]["type"] == "new" and events[0]["camera"] == "hall"
+        # Its snapshot is a file in the state dir, named in the line (written off the detection thread).
+        snapshot = Path(events[0]["snapshot_path"])
+        assert events[0]["snapshot"]
+        assert snapshot == tmp_path / "state" / "snapshots" / f"{events[0]['id']}.jpg"
+        for _ in range(100):
+            if snapshot.is_file():
+                break
+            time.sleep(0.05)
+        assert snapshot.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
         fields = daemon.notify.fields()
         assert "READY=1" in fields and any(f.startswith("STATUS=") for f in fields)
         notify = daemon.notify
@@ -134,6 +148,49 @@ def test_sigint_and_missing_model(tmp_path: Path) -> None:
         assert json.dumps(daemon.wait_for_event("stopping", reason="SIGINT"))
     finally:
         daemon.close()
+
+
+def test_a_second_daemon_with_the_same_instance_name_says_which_process_has_it(tmp_path: Path) -> None:
+    instance = f"t{uuid.uuid4().hex[:8]}"
+    first = NvrDaemon(tmp_path / "first", base_config(tmp_path / "first", instance, [video_camera("hall")]))
+    try:
+        first.wait_for_event("nvr running", 60)
+        second_dir = tmp_path / "second"  # another state dir: the instance name alone decides
+        second = NvrDaemon(second_dir, base_config(second_dir, instance, [video_camera("yard")]))
+        try:
+            assert second.proc.wait(60) == ExitCode.CONFIG
+            second.stop_reading()
+            assert second.raw == [
+                f"nvr: error: another nvr with the instance name {instance!r} is running (pid "
+                f"{first.proc.pid}); stop it, or give this one a different `instance:` in its configuration"
+            ]
+        finally:
+            second.close()
+        assert first.proc.poll() is None and segments(instance), "the first daemon is untouched"
+        assert lock_path(instance).read_text() == f"{first.proc.pid}\n"
+        code, _ = first.stop()
+        assert code == ExitCode.OK and not lock_path(instance).exists()
+    finally:
+        first.close()
+
+
+def test_the_instance_lock_is_released_with_its_process(tmp_path: Path) -> None:
+    instance = f"t{uuid.uuid4().hex[:8]}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom nvr.daemon.instance_lock import InstanceLock\n"
+         f"InstanceLock({instance!r}).acquire()\nprint('held', flush=True)\ntime.sleep(60)"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(ConfigError, match=rf"\(pid {holder.pid}\)"):
+            InstanceLock(instance).acquire()
+    finally:
+        holder.kill()  # no clean-up runs: the kernel drops the lock with the process
+        holder.wait(10)
+    with InstanceLock(instance) as lock:
+        assert lock.path.read_text() == f"{os.getpid()}\n"
+    assert not lock_path(instance).exists()
 
 
 def test_a_decoder_that_dies_is_restarted(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -192,6 +193,32 @@ def test_hailo_double_end_to_end(
     run_and_check(tmp_path, broker, server, detector, reference_boxes, min_iou=0.85, env=env)
 
 
+def follow_up_as_a_user_types_it(home: Path, store: Path) -> None:
+    """The README's next commands, typed in a new terminal: a Debian login shell (its ~/.profile puts
+    ~/.local/bin on the PATH) runs `nvr models list` and `nvr detect`, found through the set-up's launcher."""
+    profile = Path("/etc/skel/.profile")
+    assert profile.is_file(), "this test wants Debian's default ~/.profile (package bash)"
+    (home / ".profile").write_text(profile.read_text())
+    env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", "NVR_MODELS": str(store)}
+    listed = subprocess.run(
+        ["bash", "-lc", "nvr models list"], env=env, cwd=home, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^scrfd_2\.5g-onnx +onnx +- +yes +present, .* det_2\.5g\.onnx$", listed.stdout, re.M), (
+        listed.stdout
+    )
+    image = asset_path("images/cospectrum_newton.png")
+    detected = subprocess.run(
+        ["bash", "-lc", f"nvr detect {image} --model scrfd_2.5g-onnx --draw faces/"],  # as the README
+        env=env, cwd=home, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert detected.returncode == 0 and detected.stderr == "", detected.stderr
+    assert detected.stdout.startswith(f"{image}: 1 face(s) in 768x432\n")
+    assert detected.stdout.endswith(f"  drawn to faces/{image.name}\n")
+    assert (home / "faces" / image.name).is_file()
+
+
 def test_the_readme_quick_start_command_reaches_face_events(tmp_path: Path) -> None:
     """The README's one command, `scripts/quickstart.sh VIDEO`, run as a user would: set-up (a no-op on an
     installed checkout), a real pull from the local mirror into an empty model store, the daemon."""
@@ -231,6 +258,14 @@ def test_the_readme_quick_start_command_reaches_face_events(tmp_path: Path) -> N
         events_file = home / ".local" / "state" / "nvr" / "events.jsonl"
         first = json.loads(events_file.read_text().splitlines()[0])
         assert (first["camera"], first["type"]) == ("demo", "new")
+        assert Path(first["snapshot_path"]).parent == home / ".local" / "state" / "nvr" / "snapshots"
+        # Set-up is quiet: one line per step (here: the launcher, the PATH hint, ready); no pip or apt noise.
+        setup_lines = [line for line in lines if line.startswith("setup: ")]
+        assert setup_lines == lines[: len(setup_lines)] and len(setup_lines) <= 6, lines[:10]
+        launcher = home / ".local" / "bin" / "nvr"
+        assert f"setup: made the launcher {launcher} -> {PROJECT_ROOT / '.venv' / 'bin' / 'nvr'}\n" in lines
+        assert f"setup: {launcher.parent} is not on your PATH yet" in output
+        follow_up_as_a_user_types_it(home, store)
     finally:
         if proc.poll() is None:
             # SIGTERM first: a SIGKILLed group takes multiprocessing's resource tracker with it, and the

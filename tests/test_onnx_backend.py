@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nvr.backends.onnx import OnnxBackend
-from nvr.errors import ExitCode, InputFileError, ModelError
+from nvr.errors import ExitCode, InputFileError
 from nvr.families import detector_family
 
 SCRFD = detector_family("scrfd").input
@@ -62,6 +62,6 @@ def test_bad_model_files(tmp_path: Path) -> None:
         OnnxBackend(tmp_path / "missing.onnx", mean=SCRFD.mean, std=SCRFD.std)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a protobuf")
-    with pytest.raises(ModelError) as caught:
+    with pytest.raises(InputFileError) as caught:  # the file is at fault, like a missing one: exit 4
         OnnxBackend(junk, mean=SCRFD.mean, std=SCRFD.std)
-    assert str(junk) in caught.value.message and caught.value.exit_code == ExitCode.MODEL
+    assert str(junk) in caught.value.message and caught.value.exit_code == ExitCode.INPUT

@@ -49,7 +49,7 @@ class OnnxBackend:
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
-            raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+            raise InputFileError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
         inputs = self._session.get_inputs()
         layout = "NHWC" if channels_last else "NCHW"
         if len(inputs) != 1 or len(inputs[0].shape) != 4:

@@ -8,6 +8,7 @@ written straight into the interpreter's own input tensor.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from pydantic import Field
 from nvr.backends.base import BackendPlugin, OutputShape, PluginConfig
 from nvr.contracts.tensors import QuantInfo, RawOutput
 from nvr.errors import InputFileError, ModelError
+from nvr.native_output import filtered_stderr
+
+LITERT_NOISE = re.compile(rb"INFO: (Created TensorFlow Lite|Initialized TensorFlow Lite)")
 
 KEY = "tflite"
 
@@ -39,12 +43,14 @@ class TfliteBackend:
         from ai_edge_litert.interpreter import Interpreter  # imported here: only TFLite users need it
 
         try:
-            self._interpreter: Any = Interpreter(
-                model_path=str(path), num_threads=threads or min(4, os.cpu_count() or 1)
-            )
-            self._interpreter.allocate_tensors()
+            with filtered_stderr(LITERT_NOISE):  # LiteRT's C++ INFO line on fd 2, for every interpreter
+                self._interpreter: Any = Interpreter(
+                    model_path=str(path), num_threads=threads or min(4, os.cpu_count() or 1)
+                )
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+            reason = str(exc).splitlines()[0]
+            raise InputFileError(f"{path}: not a loadable TFLite model ({reason})") from None
         inputs = self._interpreter.get_input_details()
         shape = tuple(int(d) for d in inputs[0]["shape"]) if len(inputs) == 1 else ()
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:

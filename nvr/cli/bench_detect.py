@@ -5,13 +5,16 @@ postprocessing); decoding the image files is done beforehand and not counted. CP
 (all threads: ONNX Runtime's pool, HailoRT's), so "cores" shows how much of the machine a model takes.
 Models are catalogue names or files. With no --model, every catalogue model in the model store is
 measured: ONNX models on the CPU, HEFs on the Hailo (reported as unavailable when there is no HailoRT or
-device: a HEF is never measured on the CPU stand-in `auto` would fall back to).
+device: a HEF is never measured on the CPU stand-in `auto` would fall back to). A model named with
+--model that cannot be measured is an error: the others are still measured, and the exit code is the first
+failure's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,13 +77,19 @@ def run_detect(args: argparse.Namespace) -> int:
         )
     if not args.json:
         print(f"{'model':<34} {'backend':<8} {'images/s':>9} {'CPU ms/image':>13} {'cores':>6} {'faces':>6}")
+    failed: NvrError | None = None
     for name in names:
         try:
             # Resolved one by one: a name missing from the store is reported like any unusable model.
             model = resolve_model(name).pinned()
             result = bench_model(model, images, seconds=args.seconds, count=args.count)
         except NvrError as exc:  # one unusable model (no Hailo here, wrong chip) does not stop the others
-            print(json.dumps({"model": str(name), "error": exc.message}) if args.json else f"{name}: {exc}")
+            if args.json:
+                print(json.dumps({"model": str(name), "error": exc.message}), flush=True)
+            print(f"nvr: error: {exc.message}", file=sys.stderr, flush=True)
+            # A model the user named must be measured; the catalogue sweep only reports what is absent.
+            if args.model and failed is None:
+                failed = exc
             continue
         if args.json:
             print(json.dumps(asdict(result)))
@@ -89,7 +98,7 @@ def run_detect(args: argparse.Namespace) -> int:
                 f"{Path(result.model).name:<34} {result.backend:<8} {result.images_per_second:>9.1f} "
                 f"{result.cpu_ms_per_image:>13.1f} {result.cpu_cores:>6.2f} {result.faces_per_image:>6.1f}"
             )
-    return 0
+    return int(failed.exit_code) if failed is not None else 0
 
 
 def bench_model(

@@ -33,7 +33,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
-    parser.add_argument("--draw", type=Path, metavar="OUT_DIR", help="write annotated images into OUT_DIR")
+    parser.add_argument(
+        "--draw", type=Path, metavar="OUT_DIR",
+        help="write a copy of each image with its faces drawn into OUT_DIR (same name and format)",
+    )  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -58,20 +61,23 @@ def run(args: argparse.Namespace) -> int:
                 continue
             detections = detector.detect(image)
             height, width = image.shape[:2]
+            drawing = save_annotated(image, detections, args.draw, image_path) if args.draw else None
             if args.json:
-                record = {
+                record: dict[str, Any] = {
                     "image": str(image_path),
                     "width": width,
                     "height": height,
                     "landmark_names": list(detections.landmark_names),  # which points each face carries
                     "faces": [face.to_json() for face in detections],
                 }
+                if drawing is not None:
+                    record["drawing"] = str(drawing)
                 print(json.dumps(record), flush=True)
             else:
                 print(f"{image_path}: {len(detections)} face(s) in {width}x{height}")
                 for face in detections:
                     x1, y1, x2, y2 = face.box
                     print(f"  score {face.score:.3f}  box [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
-            if args.draw is not None:
-                save_annotated(image, detections, args.draw, image_path)
+                if drawing is not None:
+                    print(f"  drawn to {drawing}")
     return int(exit_code)

@@ -374,4 +374,6 @@ def _report(  # noqa: PLR0917 (one image's whole result)
         labels = [
             (m.identity.name or "unknown", m.identity.score) if m is not None else ("?", 0.0) for m in matches
         ]
-        save_identified(image, detections, labels, args.draw, image_path)
+        drawn = save_identified(image, detections, labels, args.draw, image_path)
+        if not args.json:
+            print(f"  drawn to {drawn}")

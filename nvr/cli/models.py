@@ -25,6 +25,10 @@ existing ones keep their meaning; `format_version` changes only if one does not)
           "outputs": [LAYER, ...]          # in HailoRT's sorted output order
         }
       ],
+      "runs_on": ["Hailo-10H", "Hailo-15H"],  # chips whose HailoRT accepts this hw_arch ([] for none)
+      "usable_as": "face detector",        # or "face embedder", or null: nvr cannot use it
+      "family": "scrfd",                   # the model family nvr runs it as ("scrfd", "arcface"), or null
+      "usable_because": "SCRFD: 9 outputs, ...",  # one line: why (or why not)
       "hailort": {                         # which HailoRT loads it, versus the one installed here
         "needs": ">= 5.0, < 6.0",          # header version and chip family (Hailo-8/8L: 4.x)
         "installed": "4.23.0",             # null when hailo_platform cannot be imported
@@ -71,9 +75,10 @@ def register(subparsers: Any) -> None:
 def _register_inspect(actions: Any) -> None:
     parser: argparse.ArgumentParser = actions.add_parser(
         "inspect",
-        help="show what a compiled Hailo model (.hef) contains",
-        description="Read a .hef file without HailoRT: header and integrity check, target chip, network "
-        "groups, and every input and output with shape, dtype and quantization (zero-point, scale, limvals).",
+        help="show what a compiled Hailo model (.hef) is for and contains",
+        description="Read a .hef file without HailoRT: which chips run it, which HailoRT it needs, what nvr "
+        "can use it as (face detector, face embedder, or nothing, and why), then the header and integrity "
+        "check, network groups, and every input and output with shape, dtype and quantization.",
     )
     parser.add_argument("file", type=Path, metavar="FILE.hef", help="the .hef file to read")
     parser.add_argument("--json", action="store_true", help="print one JSON document for programs")

@@ -18,7 +18,8 @@ from nvr.backends.base import PluginConfig
 from nvr.families import family_names
 from nvr.redact import redact_url
 
-CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
+CAMERA_NAME_MAX = 64  # the README's limit; topics, shared-memory names and file names all take it
+CAMERA_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{CAMERA_NAME_MAX - 1}}}")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
@@ -50,8 +51,8 @@ class CameraConfig(StrictModel):
     def _valid_name(cls, name: str) -> str:
         if not CAMERA_NAME.fullmatch(name):
             raise ValueError(
-                "camera names use letters, digits, '_' and '-' (up to 48, starting with a letter or digit), "
-                f"got {name!r}"
+                f"camera names use letters, digits, '_' and '-' (up to {CAMERA_NAME_MAX}, starting with a "
+                f"letter or digit), got {name!r}"
             )
         from nvr.mqtt.topics import RESERVED_CAMERA_NAMES  # the topic layout owns its reserved words
 

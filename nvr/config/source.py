@@ -80,9 +80,7 @@ def parse_config_text(text: str, file: Path, environ: Mapping[str, str]) -> Sour
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise ConfigFileError([f"{file}:{line}: not valid YAML: {exc.problem or exc}"]) from None
+        raise ConfigFileError([yaml_error_message(exc, file)]) from None
     except yaml.YAMLError as exc:
         raise ConfigFileError([f"{file}: not valid YAML: {exc}"]) from None
     finally:
@@ -93,6 +91,33 @@ def parse_config_text(text: str, file: Path, environ: Mapping[str, str]) -> Sour
     builder = _Builder(loader, document, environ)
     document.data = builder.build(root, ())
     return document
+
+
+# Constructs that PyYAML reports where it gave up (often the end of the file), not where the user erred:
+# an unclosed quote or bracket. The error is reported where the construct began.
+_UNCLOSED = {
+    "while scanning a quoted scalar": "quoted string",
+    "while parsing a flow sequence": "'[' list",
+    "while parsing a flow mapping": "'{' mapping",
+}
+
+
+def yaml_error_message(exc: yaml.MarkedYAMLError, file: Path) -> str:
+    """One line naming the file and the line where the user should look."""
+    problem, began = exc.problem_mark, exc.context_mark
+    what = _UNCLOSED.get(exc.context or "")
+    reason = exc.problem or str(exc)
+    if what is not None and began is not None and (problem is None or problem.line > began.line):
+        where = f" ({reason} at line {problem.line + 1})" if problem is not None else ""
+        return (
+            f"{file}:{began.line + 1}: not valid YAML: the {what} that starts here "
+            f"(column {began.column + 1}) is never closed{where}"
+        )
+    mark = problem or began
+    line = mark.line + 1 if mark is not None else 1
+    if exc.context and began is not None and began.line + 1 != line:
+        reason += f" ({exc.context} that starts at line {began.line + 1})"
+    return f"{file}:{line}: not valid YAML: {reason}"
 
 
 class _Builder:

@@ -22,6 +22,7 @@ from nvr.config import ConfigFileError, NvrConfig, load_config
 from nvr.contracts.frameslots import RingLayout, remove_stale_segments, segments
 from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput, open_event_output
+from nvr.daemon.instance_lock import InstanceLock
 from nvr.daemon.model import DetectionModel, open_configured_model
 from nvr.daemon.recognition import hailo_embedder_hef
 from nvr.daemon.sdnotify import SystemdNotifier
@@ -283,4 +284,6 @@ class _LogSetup:
 
 
 def run_daemon(config_path: Path, config: NvrConfig, watch_file: bool = True) -> int:
-    return Daemon(config_path, config, watch_file).run()
+    # Before anything is created: a second daemon with this instance name stops here, touching nothing.
+    with InstanceLock(config.instance):
+        return Daemon(config_path, config, watch_file).run()

@@ -14,6 +14,7 @@ from nvr.daemon.recognition import RecognitionSetup, open_recognition
 from nvr.daemon.stages import FaceStages
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import EventSink, JsonLinesSink
+from nvr.events.snapshot_store import SnapshotFilesSink, SnapshotStore
 from nvr.mqtt.client import MqttPublisher
 from nvr.mqtt.sink import MqttSink
 from nvr.recognition.output import RecognitionSink
@@ -49,6 +50,7 @@ class EventOutput:
         self.sink = sink
         self.description = description
         self.publisher = publisher
+        self.snapshots: SnapshotStore | None = None  # <state dir>/snapshots/<event id>.jpg
 
     @property
     def wants_stats(self) -> bool:
@@ -71,6 +73,8 @@ class EventOutput:
                 self.publisher.stop(max(0.5, timeout))
             else:
                 self.sink.close()
+            if self.snapshots is not None:
+                self.snapshots.close(timeout=1.0)  # a few small files; a stuck disk must not hold the exit
 
 
 class DaemonSink(EventSink, RecognitionSink, Protocol):
@@ -97,18 +101,24 @@ def open_event_output(
     config_dir = config_dir or Path.cwd()
     mqtt = config.mqtt
     wrap = wrap or (lambda sink: sink)
+    # Each event's snapshot as <state dir>/snapshots/<event id>.jpg, with or without a broker.
+    snapshots = SnapshotStore.for_config(state_dir(config), config.events.snapshot)
     if mqtt is not None:
         # Opens the outbox (in the state dir unless mqtt.outbox.path is set) and connects in the background.
         mqtt_sink = MqttSink(
             mqtt, state_dir(config), cameras=cameras, retain_snapshots=config.events.snapshot.retain
         )  # fmt: skip
         description = f"MQTT broker {mqtt.host}:{mqtt.effective_port}"
-        stages, setup = _stages(config, wrap(mqtt_sink), cameras, config_dir, hailo_embedder)
+        files: DaemonSink = mqtt_sink if snapshots is None else SnapshotFilesSink(mqtt_sink, snapshots)
+        stages, setup = _stages(config, wrap(files), cameras, config_dir, hailo_embedder)
         output = EventOutput(stages, mqtt_sink, description, mqtt_sink.publisher, setup)
+        output.snapshots = snapshots
         return output
     file_config = config.event_file or EventFileConfig(path=state_dir(config) / "events.jsonl")
-    sink = JsonLinesSink(file_config)
+    sink = JsonLinesSink(file_config, snapshots)  # it names each event's snapshot file in its lines
     log.info("no MQTT broker configured: events go to the log and a file", path=str(file_config.path))
     description = f"no broker: events to the log and {file_config.path}"
     stages, setup = _stages(config, wrap(sink), cameras, config_dir, hailo_embedder)
-    return EventOutput(stages, sink, description, recognition=setup)
+    output = EventOutput(stages, sink, description, recognition=setup)
+    output.snapshots = snapshots
+    return output

@@ -26,6 +26,11 @@ class SnapshotConfig(BaseModel):
         True, description="publish the snapshot retained, as Home Assistant's MQTT camera expects"
     )
     aligned: bool = Field(False, description="also publish a 112x112 ArcFace-aligned crop of the best face")
+    keep_files: int = Field(
+        1000, ge=0, le=1_000_000,
+        description="snapshot files kept in <state dir>/snapshots/<event id>.jpg (oldest removed; 0: none)",
+    )  # fmt: skip
+    keep_days: float = Field(7.0, gt=0.0, description="snapshot files older than this are removed")
 
 
 class EventsConfig(BaseModel):

@@ -7,12 +7,13 @@ would ever drain a queue.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -21,6 +22,9 @@ from nvr.events.config import EventFileConfig
 from nvr.events.payload import FaceEvent
 from nvr.recognition.presence import PeopleChange, PresenceState
 from nvr.recognition.strangers import StrangerEvent
+
+if TYPE_CHECKING:
+    from nvr.events.snapshot_store import SnapshotStore
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +45,16 @@ class EventSink(Protocol):
 
 
 class JsonLinesSink:
-    """Events to the log and to a rotated JSON-lines file: `path`, `path.1` (newest rotated) ... `path.N`."""
+    """Events to the log and to a rotated JSON-lines file: `path`, `path.1` (newest rotated) ... `path.N`.
 
-    def __init__(self, config: EventFileConfig) -> None:
+    With a snapshot store, each event's snapshot is kept as a file and every line of that event names it
+    (`snapshot_path`, a field of the file's lines only); `snapshot` is true when this line's snapshot was
+    (re)written. Without a store no snapshot is kept anywhere, so `snapshot` is false.
+    """
+
+    def __init__(self, config: EventFileConfig, snapshots: SnapshotStore | None = None) -> None:
         self._config = config
+        self._snapshots = snapshots
         self._lock = threading.Lock()
         self.events_written = 0
         self.events_rejected = 0
@@ -65,8 +75,15 @@ class JsonLinesSink:
             self.publish_event(event)
 
     def publish_event(self, event: FaceEvent) -> None:
+        store = self._snapshots
+        if event.snapshot is not None and (store is None or not store.save(event.id, event.snapshot)):
+            event = dataclasses.replace(event, snapshot=None, aligned=None)  # no file: promise none
+        snapshot_path = None if store is None else store.path_of(event.id)
         try:
-            line = event.to_json() + b"\n"
+            record = event.to_dict()
+            if snapshot_path is not None:
+                record["snapshot_path"] = str(snapshot_path)
+            line = json.dumps(record, separators=(",", ":"), allow_nan=False).encode() + b"\n"
         except ValueError as exc:
             self.events_rejected += 1
             log.error("face event not written", camera=event.camera, event_id=event.id, error=str(exc))
@@ -114,6 +131,8 @@ class JsonLinesSink:
         with self._lock:
             if not self._file.closed:
                 self._file.close()
+        if self._snapshots is not None:
+            self._snapshots.close(timeout)
 
     def _rotate(self) -> None:
         self._file.close()

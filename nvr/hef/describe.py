@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from nvr.hef.model import HefInfo, HefLayer, NetworkGroup
+from nvr.hef.usage import chips_line, runs_on, usage
 
 JSON_FORMAT_VERSION = 1
 
@@ -27,6 +28,18 @@ def hef_to_json(info: HefInfo) -> dict[str, Any]:
         "extensions": sorted(info.extensions),
         "per_feature_quantization": info.per_feature_quant,
         "network_groups": [_group_to_json(group) for group in info.network_groups],
+        **_answers_to_json(info),
+    }
+
+
+def _answers_to_json(info: HefInfo) -> dict[str, Any]:
+    """The user's questions: which chips run it, what nvr can use it as."""
+    use = usage(info)
+    return {
+        "runs_on": list(runs_on(info.hw_arch)),
+        "usable_as": use.use,
+        "family": use.family,
+        "usable_because": use.why,
     }
 
 
@@ -57,8 +70,11 @@ def _layer_to_json(layer: HefLayer) -> dict[str, Any]:
 
 
 def hef_to_text(info: HefInfo) -> str:
+    use = usage(info)
     lines = [
         f"file           {info.path}",
+        f"runs on        {chips_line(info)}",
+        f"use in nvr     {use.use} ({use.why})" if use.use else f"use in nvr     none: {use.why}",
         f"header         v{info.header_version} (needs HailoRT >= {'{}.{}'.format(*info.min_hailort)})",
         f"architecture   {info.hw_arch_name} ({info.arch_family} family)",
         f"compiled with  {info.sdk_version or 'unknown SDK version'}",
