@@ -34,7 +34,7 @@ def test_a_misspelt_model_name_is_named_with_a_suggestion(
     assert result.stderr.splitlines() == [
         f"nvr: error: {path}: detector.model: 'scrfd_500n' is neither a model file nor a catalogue model "
         "(did you mean 'scrfd_500m'? `nvr models list` shows them; "
-        "families: scrfd_10g, scrfd_2.5g, scrfd_500m)"
+        "families: arcface_mobilefacenet, scrfd_10g, scrfd_2.5g, scrfd_500m)"
     ]
 
 

@@ -166,10 +166,22 @@ def test_a_stranger_group_appears_and_naming_it_names_the_next_event(ui: Ui) -> 
     wait_until(lambda: ui.all("#groups .group"), 120, "a stranger group on the Strangers page")
     group = wait_until(lambda: lin_group(ui), 120, "Lin-Manuel Miranda's stranger group")
     ui.driver.refresh()
-    card = wait_until(lambda: ui.all(f'#groups .group[data-group="{group}"]'), 20, f"{group}'s card")[0]
-    assert card.find_elements(By.CSS_SELECTOR, ".crops img") and "hall" in card.text
-    card.find_element(By.CSS_SELECTOR, ".name-group input").send_keys(LIN)
-    card.find_element(By.CSS_SELECTOR, ".name-group button").click()
+
+    def shown_card() -> WebElement | None:
+        # The page re-renders as the group grows: look the card up afresh (wait_until retries a stale one).
+        cards = ui.all(f'#groups .group[data-group="{group}"]')
+        shown = cards and cards[0].find_elements(By.CSS_SELECTOR, ".crops img") and "hall" in cards[0].text
+        return cards[0] if shown else None
+
+    def name_it() -> bool:
+        card = shown_card()
+        if card is None:
+            return False
+        card.find_element(By.CSS_SELECTOR, ".name-group input").send_keys(LIN)
+        card.find_element(By.CSS_SELECTOR, ".name-group button").click()
+        return True
+
+    wait_until(name_it, 20, f"{group}'s card with its crops and camera, named")
     wait_until(
         lambda: f"{group} is now {LIN}." in ui.driver.find_element(By.ID, "message").text, 20, "confirmation"
     )
