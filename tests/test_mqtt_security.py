@@ -13,8 +13,9 @@ from mqtt_child import synthetic_event
 from structlog.testing import capture_logs
 
 from nvr.errors import ConfigError, ExitCode, NetworkError
-from nvr.mqtt.credentials import CREDENTIALS_ENV, resolve_password
+from nvr.mqtt.credentials import resolve_password
 from nvr.mqtt.sink import MqttSink
+from nvr.secrets import CREDENTIALS_ENV
 
 Factory = Callable[..., Subscriber]
 PASSWORD = "s3cret-Pa55"

@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from nvr.errors import ConfigError
 from nvr.mqtt.config import MqttConfig
+from nvr.secrets import credentials_directory, read_credential, read_secret
 
-CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # set by systemd for units with LoadCredential=
 DEFAULT_CREDENTIAL = "mqtt_password"
-
-
-def _read_secret(path: Path, what: str) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path}: not UTF-8 text") from None
-    lines = text.splitlines()
-    secret = lines[0] if lines else ""
-    if not secret:
-        raise ConfigError(f"{what} {path}: is empty")
-    return secret
 
 
 def resolve_password(config: MqttConfig) -> str | None:
@@ -32,15 +14,10 @@ def resolve_password(config: MqttConfig) -> str | None:
     if config.password is not None:
         return config.password.get_secret_value()
     if config.password_file is not None:
-        return _read_secret(config.password_file, "mqtt.password_file")
-    directory = os.environ.get(CREDENTIALS_ENV)
+        return read_secret(config.password_file, "mqtt.password_file")
     if config.password_credential is not None:
-        if not directory:
-            raise ConfigError(
-                f"mqtt.password_credential {config.password_credential!r}: ${CREDENTIALS_ENV} is not set "
-                "(give the unit LoadCredential=, or use password_file)"
-            )
-        return _read_secret(Path(directory) / config.password_credential, "mqtt.password_credential")
-    if directory and config.username is not None and (Path(directory) / DEFAULT_CREDENTIAL).is_file():
-        return _read_secret(Path(directory) / DEFAULT_CREDENTIAL, "systemd credential")
+        return read_credential(config.password_credential, "mqtt.password_credential")
+    directory = credentials_directory()
+    if directory and config.username is not None and (directory / DEFAULT_CREDENTIAL).is_file():
+        return read_secret(directory / DEFAULT_CREDENTIAL, "systemd credential")
     return None

@@ -8,14 +8,13 @@ of people in a home.
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nvr.errors import ConfigError
+from nvr.secrets import read_credential, read_secret
 
-CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 MIN_PASSWORD_LENGTH = 8
 
@@ -77,27 +76,15 @@ class WebConfig(BaseModel):
 def resolve_web_password(config: WebConfig) -> str | None:
     """The configured password, or None; raises ConfigError (exit 3, one line) when it cannot be read."""
     if config.password_file is not None:
-        return _read_secret(config.password_file, "web.password_file")
+        return _long_enough(read_secret(config.password_file, "web.password_file"), "web.password_file")
     if config.password_credential is not None:
-        directory = os.environ.get(CREDENTIALS_ENV)
-        if not directory:
-            raise ConfigError(
-                f"web.password_credential {config.password_credential!r}: ${CREDENTIALS_ENV} is not set "
-                "(give the unit LoadCredential=, or use password_file)"
-            )
-        return _read_secret(Path(directory) / config.password_credential, "web.password_credential")
+        what = "web.password_credential"
+        return _long_enough(read_credential(config.password_credential, what), what)
     return None
 
 
-def _read_secret(path: Path, what: str) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path}: not UTF-8 text") from None
-    lines = text.splitlines()
-    secret = lines[0].strip() if lines else ""
+def _long_enough(secret: str, what: str) -> str:
+    secret = secret.strip()
     if len(secret) < MIN_PASSWORD_LENGTH:
-        raise ConfigError(f"{what} {path}: the password must have at least {MIN_PASSWORD_LENGTH} characters")
+        raise ConfigError(f"{what}: the password must have at least {MIN_PASSWORD_LENGTH} characters")
     return secret
