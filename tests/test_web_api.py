@@ -13,7 +13,7 @@ from web_support import PASSWORD, Client, face_event, jpeg_of, multipart, open_e
 from nvr.contracts.identity import Identity
 from nvr.events.config import EventFileConfig
 from nvr.events.sink import JsonLinesSink
-from nvr.recognition.enrolment import encode_crop
+from nvr.recognition.enrolment import encode_crop, enrolment_face
 from nvr.recognition.library import FaceLibrary
 from nvr.recognition.strangers import StrangerEvent, StrangerStore
 from nvr.web.faces import LibraryStrangers
@@ -226,7 +226,7 @@ def test_stranger_groups_name_merge_and_remove(tmp_path: Path, enroller) -> None
     faces = {}
     for photo in ("obama/1.jpg", "obama/2.jpg", "biden/1.jpg", "kit_harington/1.jpeg"):
         pixels = decode_photo(jpeg_of(f"faces/{photo}", 1024))
-        aligned = enroller._aligned_face(detector, pixels)
+        aligned = enrolment_face(detector, pixels)
         faces[photo] = (aligned, embedder.embed(aligned[None])[0])
     groups = {}
     for n, (photo, (aligned, vector)) in enumerate(faces.items()):

@@ -32,13 +32,12 @@ from nvr.errors import ExitCode, InputFileError, NvrError
 from nvr.families.arcface import Embedder
 from nvr.progress import Progress
 from nvr.recognition.enrolment import (
-    MIN_ENROL_SIZE,
+    PhotoRefusedError,
     align,
     encode_crop,
-    largest,
+    enrolment_face,
     load_matcher,
     sync_embeddings,
-    too_small,
 )
 from nvr.recognition.library import FaceLibrary, PersonError
 from nvr.recognition.matcher import Match, Matcher
@@ -116,21 +115,10 @@ class Enroller:
     def face_of(self, image_path: Path) -> RgbImage | None:
         """The aligned crop of the image's largest face, or None (refused, with the reason printed)."""
         try:
-            image = load_image(image_path)
-            detections = self.detector.detect(image)
-            face = largest(detections)
-            if face is None:
-                raise InputFileError(f"{image_path}: no face found")
-            if too_small(face):
-                x1, y1, x2, y2 = face.box
-                raise InputFileError(
-                    f"{image_path}: face too small to trust ({x2 - x1:.0f}x{y2 - y1:.0f} px; "
-                    f"at least {MIN_ENROL_SIZE} px a side)"
-                )
-            aligned = align(image, face, detections.landmark_names)
-            if aligned is None:
-                raise InputFileError(f"{image_path}: the face's landmarks cannot be aligned")
-            return aligned
+            return enrolment_face(self.detector, load_image(image_path))
+        except PhotoRefusedError as exc:
+            self.refuse(InputFileError(f"{image_path}: {exc}"))
+            return None
         except NvrError as exc:
             self.refuse(exc)
             return None

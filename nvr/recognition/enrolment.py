@@ -50,6 +50,32 @@ def too_small(face: Face) -> bool:
     return min(x2 - x1, y2 - y1) < MIN_ENROL_SIZE
 
 
+class PhotoRefusedError(ValueError):
+    """Why a photo gives no sample (no face, face too small, landmarks that cannot be aligned); the caller
+    names the photo."""
+
+
+class DetectsFaces(Protocol):
+    def detect(self, image: RgbImage) -> Detections: ...
+
+
+def enrolment_face(detector: DetectsFaces, image: RgbImage) -> RgbImage:
+    """The aligned crop of the image's largest face: what `nvr faces add` and a web upload enrol."""
+    detections = detector.detect(image)
+    face = largest(detections)
+    if face is None:
+        raise PhotoRefusedError("no face found")
+    if too_small(face):
+        x1, y1, x2, y2 = face.box
+        raise PhotoRefusedError(
+            f"face too small to trust ({x2 - x1:.0f}x{y2 - y1:.0f} px; at least {MIN_ENROL_SIZE} px a side)"
+        )
+    aligned = align(image, face, detections.landmark_names)
+    if aligned is None:
+        raise PhotoRefusedError("the face's landmarks cannot be aligned")
+    return aligned
+
+
 def encode_crop(aligned: RgbImage) -> bytes:
     out = io.BytesIO()
     Image.fromarray(aligned, "RGB").save(out, "JPEG", quality=CROP_QUALITY)

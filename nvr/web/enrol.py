@@ -12,7 +12,7 @@ import numpy as np
 
 from nvr.contracts.arrays import FloatArray, RgbImage, UInt8Array
 from nvr.contracts.faces import Detections
-from nvr.recognition.enrolment import MIN_ENROL_SIZE, align, encode_crop, largest, too_small
+from nvr.recognition.enrolment import PhotoRefusedError, encode_crop, enrolment_face
 from nvr.recognition.library import FaceLibrary, Person
 
 
@@ -59,8 +59,8 @@ class PhotoEnroller:
             for photo in usable:
                 assert photo.pixels is not None and self._models is not None
                 try:
-                    crops.append((photo.filename, self._aligned_face(self._models[0], photo.pixels)))
-                except ValueError as exc:
+                    crops.append((photo.filename, enrolment_face(self._models[0], photo.pixels)))
+                except PhotoRefusedError as exc:
                     rejected.append((photo.filename, str(exc)))
             if not crops:
                 return EnrolOutcome(None, [], rejected)
@@ -74,21 +74,3 @@ class PhotoEnroller:
         person, added = library.enrol(name, samples)
         accepted = [(filename, sample.id) for (filename, _), sample in zip(crops, added, strict=True)]
         return EnrolOutcome(person, accepted, rejected)
-
-    @staticmethod
-    def _aligned_face(detector: Detector, pixels: RgbImage) -> RgbImage:
-        """`nvr faces add`'s checks, with its wording (without a file name: the caller adds it)."""
-        detections = detector.detect(pixels)
-        face = largest(detections)
-        if face is None:
-            raise ValueError("no face found")
-        if too_small(face):
-            x1, y1, x2, y2 = face.box
-            raise ValueError(
-                f"face too small to trust ({x2 - x1:.0f}x{y2 - y1:.0f} px; "
-                f"at least {MIN_ENROL_SIZE} px a side)"
-            )
-        aligned = align(pixels, face, detections.landmark_names)
-        if aligned is None:
-            raise ValueError("the face's landmarks cannot be aligned")
-        return aligned
