@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from nvr.contracts.arrays import FloatArray
 from nvr.recognition.library import FaceLibrary, LibraryError, Person, PersonError
+from nvr.recognition.schema import open_library, transaction
 
 GROUP_PREFIX = "unknown_"
 MAX_FACES_PER_GROUP = 20  # crops kept per group (the oldest go first); sightings are still counted
@@ -87,15 +88,11 @@ class StrangerStore:
         """`busy_timeout`: how long a write waits for another process's write (the daemon waits little: it
         records strangers on the frame path and publishes the event without a group rather than stall)."""
         self.path = Path(path).expanduser()
-        if not self.path.is_file():
-            raise LibraryError(f"{self.path}: no such face library")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        # The library's own opening: a missing, foreign, damaged or newer file is refused the same way.
+        self._db = open_library(self.path, create=False)
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA foreign_keys = ON")
             with self._write() as db:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -114,17 +111,8 @@ class StrangerStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db)
 
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
