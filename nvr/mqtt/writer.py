@@ -87,6 +87,7 @@ class OutboxWriter:
         *,
         on_commit: Callable[[], None] | None = None,
         on_drop: Callable[[int, int], None] | None = None,
+        after_commit: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "outbox-writer",
     ) -> None:
@@ -95,6 +96,7 @@ class OutboxWriter:
         self._max_messages = max_messages
         self.on_commit = on_commit
         self._on_drop = on_drop
+        self._after_commit = after_commit  # upkeep on this thread once the commit is out (WAL checkpoints)
         self._clock = clock
         self._cond = threading.Condition()
         self._waiting = Batch()
@@ -214,6 +216,8 @@ class OutboxWriter:
                 self._cond.notify_all()
             if self.on_commit is not None:
                 self.on_commit()
+            if self._after_commit is not None:
+                self._after_commit()
 
     def _commit_batch(self, batch: Batch) -> bool:
         try:
