@@ -113,7 +113,8 @@ def fsyncs_per_commit(log_path: str, commits: Sequence[tuple[int, float, float, 
     late_by_count: collections.Counter[int] = collections.Counter()
     inside = 0
     for tid, start, end, lag, _ in commits:
-        n = sum(1 for c in calls[bisect.bisect_left(times, start):bisect.bisect_right(times, end)] if c[1] == tid)
+        window = calls[bisect.bisect_left(times, start) : bisect.bisect_right(times, end)]
+        n = sum(1 for c in window if c[1] == tid)
         inside += n
         per_commit[n] += 1
         if lag > 0.1:
@@ -235,7 +236,8 @@ def main() -> int:
     if "writer" not in results:
         return 0
     r = results["writer"]
-    print(f"writer commits: {r['late'] / max(r['commits'], 1):.1%} late; commit lag ms p50 {r['lag_p50_ms']:.1f}"
+    late = r["late"] / max(r["commits"], 1)
+    print(f"writer commits: {late:.1%} late; commit lag ms p50 {r['lag_p50_ms']:.1f}"
           f" p95 {r['lag_p95_ms']:.1f} p99 {r['lag_p99_ms']:.1f} max {r['lag_max_ms']:.1f}; a commit takes"
           f" ms p50 {r['commit_p50_ms']:.1f} p95 {r['commit_p95_ms']:.1f}")  # fmt: skip
     print(f"writer latency split (median / p95 ms): frame due -> committed {r['to_commit_ms']:.1f} /"
