@@ -78,7 +78,7 @@ class Checkpointer:
             self.checkpoints += 1
             self.wal_frames = int(frames)
             self.caught_up = not busy and frames == done
-            if not busy and frames >= self._wal_limit:
+            if not self.caught_up and frames >= self._wal_limit:  # (caught up: the next commit restarts it)
                 self.restart_due = True
 
     def settled(self) -> bool:
