@@ -187,7 +187,11 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
     durations = sorted(c[2] - c[1] for c in commits)
     if args.strace_log and mode == "writer":
         fsyncs_per_commit(args.strace_log, commits)
+    checkpointer = sink.publisher.outbox.checkpointer
     return {
+        "checkpoints": checkpointer.checkpoints,
+        "restarts": checkpointer.restarts,
+        "max_wal_frames": checkpointer.max_wal_frames,
         "to_commit_ms": pct(to_commit, 0.5) * 1e3,
         "to_commit_p95_ms": pct(to_commit, 0.95) * 1e3,
         "to_receive_ms": pct(to_receive, 0.5) * 1e3,
@@ -240,6 +244,8 @@ def main() -> int:
     print(f"writer commits: {late:.1%} late; commit lag ms p50 {r['lag_p50_ms']:.1f}"
           f" p95 {r['lag_p95_ms']:.1f} p99 {r['lag_p99_ms']:.1f} max {r['lag_max_ms']:.1f}; a commit takes"
           f" ms p50 {r['commit_p50_ms']:.1f} p95 {r['commit_p95_ms']:.1f}")  # fmt: skip
+    print(f"checkpoints {r['checkpoints']:.0f} (WAL up to {r['max_wal_frames']:.0f} pages), WAL restarts"
+          f" forced by the writer {r['restarts']:.0f}")  # fmt: skip
     print(f"writer latency split (median / p95 ms): frame due -> committed {r['to_commit_ms']:.1f} /"
           f" {r['to_commit_p95_ms']:.1f}, committed -> received {r['to_receive_ms']:.1f} /"
           f" {r['to_receive_p95_ms']:.1f}")  # fmt: skip
