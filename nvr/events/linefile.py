@@ -117,7 +117,10 @@ class LineFile:
                 self.lines_written += len(batch)
                 for _, after in batch:
                     if after is not None:
-                        after()
+                        try:
+                            after()
+                        except Exception as exc:  # a failing callback must not stop the writer
+                            log.error("event file: callback after a write failed", error=str(exc))
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()

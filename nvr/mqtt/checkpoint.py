@@ -100,7 +100,11 @@ class Checkpointer:
         if not self.restart_due:
             return
         started = time.monotonic()
-        busy, frames, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        try:
+            busy, frames, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.Error as exc:  # I/O error: the WAL keeps the data; try again after the next commit
+            log.warning("outbox WAL restart failed", error=str(exc))
+            return
         if busy:  # a reader held on to the WAL for the whole busy timeout: try after the next commit
             return
         self.restart_due = False
