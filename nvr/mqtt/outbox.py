@@ -356,10 +356,13 @@ class Outbox:
     def expire(self) -> int:
         """Drop messages older than max_age; returns how many."""
         cutoff = self._clock() - self._config.max_age
+        # Looked for through the reader, which never waits for a commit: the sender calls this every 10 s,
+        # and taking the writer's lock to look would hold it (and delivery) for up to a whole commit.
+        with self._read_lock:
+            rows = self._reader.execute("SELECT seq FROM messages WHERE created < ?", (cutoff,)).fetchall()
+        if not rows:
+            return 0
         with self._lock:
-            rows = self._db.execute("SELECT seq FROM messages WHERE created < ?", (cutoff,)).fetchall()
-            if not rows:
-                return 0
             freed = self._delete_committed([int(r[0]) for r in rows])
         self.dropped_expired += freed[0]
         self._note_drops(freed[0], "expired")
