@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import structlog
+
 from nvr.contracts.alignment import align_face
 from nvr.contracts.frameresult import FrameResult
 from nvr.contracts.identity import Identity
@@ -20,6 +22,8 @@ from nvr.events.payload import EventType, FaceEvent, FaceObservation, new_event_
 from nvr.events.snapshot import FaceCrop, SnapshotMaker, encode_jpeg
 from nvr.recognition.output import RecognitionOutput
 from nvr.recognition.strangers import StrangerEvent
+
+log = structlog.get_logger(__name__)
 
 
 def face_quality(face: FaceObservation) -> float:
@@ -41,6 +45,7 @@ class _OpenEvent:
     last_sent: float
     identity: Identity | None = None
     identity_due: bool = False  # the identity was decided or changed: an update goes out now
+    track_id: int = -1
 
 
 class CameraEvents:
@@ -128,6 +133,7 @@ class CameraEvents:
                 crop_published=False,
                 last_sent=frame.capture_time,
                 identity=identity,
+                track_id=track.track_id,
             )
             self._open[track.track_id] = event
             kind = "new"
@@ -183,6 +189,12 @@ class CameraEvents:
             aligned = self._snapshots.encode_aligned(event.best_crop)
             event.crop_published = True
         event.last_sent = event.face.frame_time
+        if event.identity is not None and (event.identity_due or kind == "new"):
+            # The latency trace (scripts/bench_recognition.py reads the debug log).
+            log.debug(
+                "face identity sent", camera=self.camera, event_id=event.id, track=event.track_id,
+                type=kind, name=event.identity.name,
+            )  # fmt: skip
         event.identity_due = False
         return FaceEvent(
             type=kind,
