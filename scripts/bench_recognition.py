@@ -15,7 +15,7 @@ Two measurements, each as figures from this run on this machine (ratios, not abs
            <= 2 s CPU, <= 1 s Hailo).
 
     .venv/bin/python scripts/bench_recognition.py [--mode cpu|hailo|both] [--what fps|latency|both]
-        [--seconds 20] [--rounds 2] [--cameras 3] [--latency-seconds 60]
+        [--seconds 20] [--rounds 2] [--cameras 3] [--latency-seconds 60] [--threshold T]
 """
 
 from __future__ import annotations
@@ -124,8 +124,10 @@ def measure_fps(mode: str, work: Path, seconds: float, rounds: int, cameras: int
             "kept": round(on / off, 3), "rounds": results}  # fmt: skip
 
 
-def measure_latency(mode: str, work: Path, seconds: float) -> dict[str, Any]:
+def measure_latency(mode: str, work: Path, seconds: float, threshold: float | None) -> dict[str, Any]:
     detector, recognition, env = detector_and_env(mode, work)
+    if threshold is not None:
+        recognition = {**recognition, "threshold": threshold}
     compute_log = work / f"double-compute-{mode}.log"
     if env is not None:
         env = {k: v for k, v in env.items() if k != "HAILO_DOUBLE_REPLAY"}  # real frames: real faces
@@ -241,6 +243,7 @@ def decompose(
     queued: dict[tuple[str, int], list[dict[str, Any]]] = {}
     embedded: dict[tuple[str, int], list[dict[str, Any]]] = {}
     identified: dict[tuple[str, int], dict[str, Any]] = {}
+    scores: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for line in logs:
         event = line.get("event")
         if event == "face identity sent" and line.get("name") == LIN:
@@ -249,6 +252,8 @@ def decompose(
             queued.setdefault((line["camera"], line["track"]), []).append(line)
         elif event == "face embedded":
             embedded.setdefault((line["camera"], line["track"]), []).append(line)
+        elif event == "face embedding applied":
+            scores.setdefault((line["camera"], line["track"]), []).append(line)
         elif event == "face identified" and line.get("name") == LIN:
             identified.setdefault((line["camera"], line["track"]), line)
     extra = ("from_embeddable", "double_compute", "without_double_compute")
@@ -262,11 +267,12 @@ def decompose(
         if decided is None or not queued.get(key):
             continue
         decided_at = _at(decided)
-        before = [e for e in embedded.get(key, []) if _at(e) <= decided_at + 1e-3]
-        if not before:
+        # The face whose embedding decided (the first applied with a decision; several may share a batch).
+        decisions = [e for e in scores.get(key, []) if e["decided"] and _at(e) <= decided_at]
+        capture = decisions[-1]["capture_time"] if decisions else None
+        deciding = next((e for e in embedded.get(key, []) if e["capture_time"] == capture), None)
+        if deciding is None:
             continue
-        deciding = before[-1]  # the last embedding before the decision decided it
-        capture = deciding["capture_time"]
         queue_line = next(q for q in queued[key] if q["capture_time"] == capture)
         done = _at(deciding)
         started = done - deciding["compute_s"]
@@ -294,7 +300,8 @@ def decompose(
         for name, value in values.items():
             parts[name].append(value)
         row = " ".join(f"{name} {value:6.3f}" for name, value in values.items())
-        print(f"  event total {total:6.3f} = {row}", flush=True)
+        applied = [f"{e['score']}" for e in scores.get(key, []) if e["capture_time"] <= capture]
+        print(f"  event total {total:6.3f} = {row} scores {' '.join(applied)}", flush=True)
     return parts
 
 
@@ -307,6 +314,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="measuring windows per mode")
     parser.add_argument("--cameras", type=int, default=3)
     parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--threshold", type=float, help="match threshold (default: the embedder's own)")
     args = parser.parse_args()
     modes = ("cpu", "hailo") if args.mode == "both" else (args.mode,)
     with tempfile.TemporaryDirectory(prefix="nvr-bench-recognition-") as tmp:
@@ -317,7 +325,8 @@ def main() -> int:
                 fps = measure_fps(mode, work, args.seconds, args.rounds, cameras)
                 print(json.dumps({"fps": fps}), flush=True)
             if args.what in ("latency", "both"):
-                print(json.dumps({"latency": measure_latency(mode, work, args.latency_seconds)}), flush=True)
+                latency = measure_latency(mode, work, args.latency_seconds, args.threshold)
+                print(json.dumps({"latency": latency}), flush=True)
     return 0
 
 

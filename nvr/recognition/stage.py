@@ -236,7 +236,9 @@ class RecognitionStage:
             stranger_after_embeddings=config.stranger_after_embeddings,
             stranger_after_s=config.stranger_after_s,
         )
-        self.identities = TrackIdentities(rules, embedder.model_id, self._score, config.max_embeddings_per_s)
+        self.identities = TrackIdentities(
+            rules, embedder.model_id, self._score, config.max_embeddings_per_s, clock=clock
+        )
         self._matcher: Matcher | None = None
         self._person_ids: dict[str, str] = {}
         self._version = -1
@@ -398,6 +400,13 @@ class RecognitionStage:
                 return
             self.counters["embedded"] += 1
             decision = self.identities.add(done.key, done.embedding, done.quality, done.capture_time)
+            if _tracing():  # the latency trace: what this one face scored
+                best = next(iter(self._score(done.embedding)), None)
+                log.debug(
+                    "face embedding applied", camera=done.key[0], track=done.key[1],
+                    capture_time=done.capture_time, decided=decision is not None,
+                    best=best and best.name, score=best and round(best.score, 3),
+                )  # fmt: skip
             if decision is not None:
                 evidence = None
                 if decision.stranger:
