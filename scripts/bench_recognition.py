@@ -12,7 +12,12 @@ Two measurements, each as figures from this run on this machine (ratios, not abs
   latency  the RTSP server streams the video in a loop to `nvr run` with mosquitto; Lin-Manuel Miranda is
            enrolled; for every event that gets his name: time from the event's first frame (start_time, a
            capture time) to the arrival of the first message carrying his identity. p50 / p95 (goal: p95
-           <= 2 s CPU, <= 1 s Hailo).
+           <= 2 s CPU, <= 1 s Hailo). The daemon runs with the debug log, whose latency trace (each face
+           queued for / back from the embedder, each identity sent) splits every event's time into PARTS;
+           also reported: the time from the first frame his face could be embedded in (`from_embeddable_*`:
+           in this video some of his tracks start on a blurred audience member before the cut to him), and
+           on the Hailo double, that time without the double's own ONNX compute on the event's path
+           (`without_double_compute_*`, from HAILO_DOUBLE_COMPUTE_LOG: a chip takes DEVICE_MS instead).
 
     .venv/bin/python scripts/bench_recognition.py [--mode cpu|hailo|both] [--what fps|latency|both]
         [--seconds 20] [--rounds 2] [--cameras 3] [--latency-seconds 60] [--threshold T]
@@ -267,7 +272,7 @@ def decompose(
         if decided is None or not queued.get(key):
             continue
         decided_at = _at(decided)
-        # The face whose embedding decided (the first applied with a decision; several may share a batch).
+        # The face whose embedding named him (several may share the embedder's batch).
         decisions = [e for e in scores.get(key, []) if e["decided"] and _at(e) <= decided_at]
         capture = decisions[-1]["capture_time"] if decisions else None
         deciding = next((e for e in embedded.get(key, []) if e["capture_time"] == capture), None)
@@ -289,14 +294,17 @@ def decompose(
         total = arrival - starts[event_id]
         values["from_embeddable"] = total - values["to_embeddable"]
         if computed:
-            # On the path: the double's SCRFD compute of the deciding frame and its ArcFace compute of the
-            # deciding face; a chip would have taken its device time (DEVICE_MS) for each instead.
-            double = _double_compute(computed, "detector", capture, _at(queue_line)) + _double_compute(
-                computed, "embedder", started - 0.01, done + 0.01
+            # The double's compute on this event's path, where a chip would have taken its device time
+            # (DEVICE_MS): its SCRFD compute of the deciding frame, and the embedder thread's time for the
+            # deciding face (waiting and computing: on the Hailo path that thread only waits for the device,
+            # here the double computing ArcFace, for this face and the ones queued before it).
+            det_ms, emb_ms = (float(p.split("=")[1]) / 1000.0 for p in DEVICE_MS.split(","))
+            detector = _double_compute(computed, "detector", capture, _at(queue_line))
+            embedder = values["embed_wait"] + values["embed_compute"]
+            values["double_compute"] = detector + embedder
+            values["without_double_compute"] = (
+                values["from_embeddable"] - max(0.0, detector - det_ms) - max(0.0, embedder - emb_ms)
             )
-            device = sum(float(v) for v in (p.split("=")[1] for p in DEVICE_MS.split(","))) / 1000.0
-            values["double_compute"] = double
-            values["without_double_compute"] = values["from_embeddable"] - max(0.0, double - device)
         for name, value in values.items():
             parts[name].append(value)
         row = " ".join(f"{name} {value:6.3f}" for name, value in values.items())
