@@ -10,6 +10,11 @@ mode, in the same run:
   * frame-to-event latency: from a frame being due (by the pace) to a subscriber receiving its event,
     so a detection thread that falls behind shows in it.
 
+For the writer it also prints the commits' lag (submit to committed: `commit_interval` bounds it) as
+percentiles and the share of late ones, how long a commit takes, the latency split at the commit, the WAL
+checkpoints, and with `--strace-log` (a `strace -f -ttt -o LOG` of the same run) how many fsyncs each commit
+made.
+
 Modes: `inline` commits each frame's events on the detection thread (a transaction with synchronous=full,
 as before the writer); `writer` hands them to the outbox writer. Make fsync slow on purpose, as on an SD
 card, by running the whole script under strace's fault injection:
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -67,9 +72,11 @@ def pct(values: Sequence[float], q: float) -> float:
 Commit = tuple[int, float, float, float, int]  # thread id, wall start, wall end, lag s, messages
 
 
-def record_commits(writer: OutboxWriter, committed: dict[float, float]) -> list[Commit]:
-    """Wrap the writer's commit function: a record per commit, and when each event message was committed
-    (`committed`: frame_time -> monotonic time, filled after the run from the batches kept)."""
+def record_commits(
+    writer: OutboxWriter, committed: dict[float, float]
+) -> tuple[list[Commit], Callable[[], None]]:
+    """Wrap the writer's commit function: a record per commit, and a function that fills `committed`
+    (frame_time -> monotonic time its event was committed) after the run from the batches kept."""
     records: list[Commit] = []
     batches: list[tuple[float, list[NewMessage]]] = []
     commit = writer._commit
@@ -90,8 +97,7 @@ def record_commits(writer: OutboxWriter, committed: dict[float, float]) -> list[
                     committed.setdefault(json.loads(m.payload)["frame_time"], when)
 
     writer._commit = timed
-    record_commits.fill = fill  # type: ignore[attr-defined]
-    return records
+    return records, fill
 
 
 def fsyncs_per_commit(log_path: str, commits: Sequence[tuple[int, float, float, float, int]]) -> None:
@@ -146,7 +152,10 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
     )  # fmt: skip
     sink = (InlineSink if mode == "inline" else MqttSink)(config)
     committed: dict[float, float] = {}  # frame_time -> when its event was committed (writer mode)
-    commits = record_commits(sink.publisher.outbox.writer, committed) if mode == "writer" else []
+    commits: list[Commit] = []
+    fill_committed: Callable[[], None] = lambda: None  # noqa: E731
+    if mode == "writer":
+        commits, fill_committed = record_commits(sink.publisher.outbox.writer, committed)
     sink.publisher.wait_connected(10)
     stage = FaceStages(events_config(False), sink)
     handed: dict[float, float] = {}  # frame_time -> when the frame was due (a late stage adds to latency)
@@ -176,7 +185,7 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
     to_commit: list[float] = []
     to_receive: list[float] = []
     if mode == "writer":
-        record_commits.fill()  # type: ignore[attr-defined]
+        fill_committed()
         to_commit = sorted(committed[t] - handed[t] for t in handed if t in committed and t in received)
         to_receive = sorted(received[t] - committed[t] for t in handed if t in committed and t in received)
     if args.verbose:
