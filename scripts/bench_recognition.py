@@ -274,7 +274,9 @@ def decompose(
         decided_at = _at(decided)
         # The face whose embedding named him (several may share the embedder's batch).
         decisions = [e for e in scores.get(key, []) if e["decided"] and _at(e) <= decided_at]
-        capture = decisions[-1]["capture_time"] if decisions else None
+        if not decisions:
+            continue
+        capture: float = decisions[-1]["capture_time"]
         deciding = next((e for e in embedded.get(key, []) if e["capture_time"] == capture), None)
         if deciding is None:
             continue

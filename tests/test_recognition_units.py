@@ -542,16 +542,16 @@ def test_an_undecided_track_is_embedded_on_consecutive_frames_and_a_named_one_ra
 
     stage.handle(frame(0))
     stage.handle(frame(1))  # the next frame: its face goes to the embedder too (the name needs two)
-    assert stage.identities.evidence(key).last_request == 1000.25  # type: ignore[union-attr]
+    assert stage.identities.evidence(key).last_request == 1000.25
     assert stage.counters["skipped_busy"] == 0
     _wait_for(lambda: stage.counters["embedded"] == 2, stage)
-    assert stage.identities.identity(key).name == "Red"  # type: ignore[union-attr]
+    assert stage.identities.identity(key).name == "Red"
     assert seen[-1].frame is None and seen[-1].identities[5].name == "Red", "passed on when decided"
     for i in range(2, 5):  # named: embedded again only after decided_interval (1 s of capture time)
         stage.handle(frame(i))
-    assert stage.identities.evidence(key).last_request == 1000.25  # type: ignore[union-attr]
+    assert stage.identities.evidence(key).last_request == 1000.25
     stage.handle(frame(5))
-    assert stage.identities.evidence(key).last_request == 1001.25  # type: ignore[union-attr]
+    assert stage.identities.evidence(key).last_request == 1001.25
     stage.close()
     library.close()
 
@@ -589,6 +589,9 @@ def test_a_face_named_before_its_track_is_confirmed_starts_its_event_at_once() -
             self.events += events
 
         def publish_face_count(self, camera: str, count: int) -> None:
+            pass
+
+        def close(self, timeout: float = 5.0) -> None:
             pass
 
     sink = Sink()
