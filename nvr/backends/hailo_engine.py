@@ -4,11 +4,13 @@ One thread owns the VDevice, the InferModel and the ConfiguredInferModel (HailoR
 the process, and is simplest to reason about from one thread). Frames arrive as references to their
 pixels (`nvr.contracts.frameref.FrameRef`) in a bounded queue that drops the oldest frame when the
 device falls behind. The engine copies each frame once, into a pre-allocated input buffer bound to the
-device, and releases the reference at once. Several jobs are in flight; HailoRT's callback thread only
-hands the finished buffer set to the result queue. A result is the device's raw uint8 maps with each output's
-quantization (`RawOutput`), tagged with its frame; the consumer (the SCRFD postprocessor) releases it,
-which returns its buffers to the pool. How many frames go in one job, and how many jobs are in flight,
-follows HailoRT's async queue size (hailo_device.plan_jobs), so the device never waits for the host.
+device, and releases the reference at once; it does so for the next job while the device is still busy,
+so a freed device slot is refilled with one run_async call. Several jobs are in flight; HailoRT's
+callback thread only hands the finished buffer set to the result queue. A result is the device's raw
+uint8 maps with each output's quantization (`RawOutput`), tagged with its frame; the consumer (the SCRFD
+postprocessor) releases it, which returns its buffers to the pool. How many frames go in one job, and how
+many jobs are in flight, follows HailoRT's async queue size (hailo_device.plan_jobs), so the device never
+waits for the host.
 
 An optional face embedder HEF is configured on the same VDevice; its requests come in through
 `submit_embedding` and are launched by the same thread, between detection jobs (hailo_embedder.py).
