@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import queue
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from nvr.contracts.faces import SCRFD_LANDMARKS
 from nvr.events.payload import EventType, FaceEvent, FaceObservation
+from nvr.logsetup import configure_logging
 from nvr.mqtt.config import MqttConfig
 from nvr.mqtt.sink import MqttSink
 
@@ -70,7 +70,9 @@ def main() -> int:
         help="print `produced` without waiting for the commit; then, after commit_interval, `due`",
     )  # fmt: skip
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # The daemon's own logging set-up, on stderr: structlog's default would print to stdout, where its lines
+    # could interleave with the `produced N` lines the tests read.
+    configure_logging("info", "console", sys.stderr)
     config = MqttConfig.model_validate(json.loads(args.config.read_text()))
     stop, go = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -167,6 +167,18 @@ def test_scores_are_thresholded_after_clipping_and_sigmoid() -> None:
     assert huge.scores[0] == pytest.approx(1 / (1 + math.exp(-100.0)))
 
 
+def test_a_threshold_changed_on_a_running_postprocessor_takes_effect() -> None:
+    # The detection stage sets score_threshold on a config reload; the logit gate must follow it.
+    post = BlazeFacePostprocessor(128, 128, 0.75)
+    letterbox = Letterbox.fit(128, 128, 128, 128)
+    middling = synthetic_outputs(10, math.log(0.6 / 0.4))  # scores 0.6
+    assert len(post.decode(middling, letterbox)) == 0
+    post.score_threshold = 0.5
+    assert len(post.decode(middling, letterbox)) == 1
+    post.score_threshold = 0.7
+    assert len(post.decode(middling, letterbox)) == 0
+
+
 def test_quantized_outputs_decode_like_float_ones() -> None:
     post = BlazeFacePostprocessor(192, 192, 0.5, num_anchors=2304)
     floats = synthetic_outputs(1200, logit=2.0, num_anchors=2304)

@@ -152,8 +152,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 def test_a_stranger_fires_once_per_track_and_keeps_its_group(run: Run) -> None:
     strangers = run.strangers()
-    ids = [s["event_id"] for s in strangers]
-    assert len(ids) == len(set(ids)) >= 2, "one stranger event per track"
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for stranger in strangers:
+        by_event.setdefault(stranger["event_id"], []).append(stranger)
+    ids = list(by_event)
+    # QoS 1 may deliver a message twice (the broker stopped before nvr got its acknowledgement, phase 2):
+    # that is the same message again; a second decision for the track would carry another time.
+    assert len(ids) >= 2 and all(copy == sent[0] for sent in by_event.values() for copy in sent), (
+        "one stranger event per track"
+    )
     assert all(s["event_type"] == "stranger" and s["camera"] == "door" for s in strangers)
     groups = {s["group"] for s in strangers}
     assert groups == {"unknown_1"}, f"the same unknown face gets the same group: {groups}"

@@ -188,6 +188,15 @@ class BlazeFacePostprocessor:
         # scale = input size: in input pixels that is offset * anchor size + centre in pixels.
         self._centres = anchors[:, :2] * np.asarray([input_width, input_height], np.float32)
         self._unit = anchors[:, 2:]  # (N, 2) anchor width, height relative to the input (1 when fixed)
+
+    @property
+    def score_threshold(self) -> float:
+        return self._score_threshold
+
+    @score_threshold.setter
+    def score_threshold(self, score_threshold: float) -> None:
+        # Set again by the detection stage on a reload: the logit threshold must follow.
+        self._score_threshold = score_threshold
         # sigmoid(clip(x)) >= t  <=>  x >= logit(t): threshold on the raw logits, decode only survivors.
         # Clipping makes every logit below -100 score as -100, and none score above +100.
         logit = math.log(score_threshold / (1.0 - score_threshold)) if 0.0 < score_threshold < 1.0 else 0.0

@@ -30,6 +30,10 @@ Streamer = Callable[[Request, Callable[[bytes], None], threading.Event], None]
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip
 MAX_JSON_BODY = 64 * 1024
+# A refused request's body is read and thrown away up to these sizes before the answer is sent, so the
+# client, still sending, gets the error instead of a connection reset; beyond them the connection is cut.
+DISCARD_SIGNED_IN = 256 * 1024 * 1024
+DISCARD_ANONYMOUS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ class Route:
     handler: Handler | None = None
     streamer: Streamer | None = None
     max_body: int = MAX_JSON_BODY
+
+
+class Exchange(BaseHTTPRequestHandler):
+    """One connection's handler; `body_read` says whether the current request's body has been consumed."""
+
+    body_read = False
 
 
 def load_static() -> dict[str, bytes]:
@@ -56,7 +66,7 @@ class WebServer:
         self._stopping = threading.Event()
         server_self = self
 
-        class RequestHandler(BaseHTTPRequestHandler):
+        class RequestHandler(Exchange):
             protocol_version = "HTTP/1.1"
             timeout = 60  # a client that stops sending does not hold a thread forever
             # Headers and body in one buffered write, no Nagle: keep-alive requests are not held back by
@@ -112,7 +122,8 @@ class WebServer:
 
     # -- one request ------------------------------------------------------------------------------------
 
-    def _handle(self, http: BaseHTTPRequestHandler) -> None:
+    def _handle(self, http: Exchange) -> None:
+        http.body_read = False  # keep-alive: the same handler serves the connection's next request
         try:
             reply = self._dispatch(http)
         except HttpError as exc:
@@ -120,6 +131,7 @@ class WebServer:
             reply.headers.update(exc.headers)
             if http.command != "GET":
                 http.close_connection = True  # a body left unread must not be taken for the next request
+                self._discard_body(http)
         except Exception:  # a bug in one handler must not take the server down
             log.exception("web request failed", method=http.command, path=urlsplit(http.path).path)
             reply = json_reply({"error": "internal error"}, 500)
@@ -127,7 +139,7 @@ class WebServer:
         if reply is not None:
             self._send(http, reply)
 
-    def _dispatch(self, http: BaseHTTPRequestHandler) -> Reply | None:
+    def _dispatch(self, http: Exchange) -> Reply | None:
         parts = urlsplit(http.path)
         path, method = parts.path, http.command
         if not self.auth.host_ok(http.headers.get("Host")):
@@ -179,14 +191,33 @@ class WebServer:
         if not self.auth.csrf_ok(request.caller, request.headers.get(CSRF_HEADER)):
             raise HttpError(403, f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
 
-    def _check_origin(self, http: BaseHTTPRequestHandler) -> None:
+    def _check_origin(self, http: Exchange) -> None:
         origin = http.headers.get("Origin")
         if origin is None:
             return
         if urlsplit(origin).netloc != http.headers.get("Host"):
             raise HttpError(403, "cross-origin request refused")
 
-    def _read_body(self, http: BaseHTTPRequestHandler, limit: int) -> bytes:
+    def _discard_body(self, http: Exchange) -> None:
+        """Read a refused request's body, if it is not too big, so that closing does not reset the client."""
+        if http.body_read:
+            return
+        try:
+            length = int(http.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        caller = self.auth.identify(
+            parse_cookies(http.headers.get("Cookie")).get(SESSION_COOKIE), http.headers.get("Authorization")
+        )
+        if not 0 < length <= (DISCARD_SIGNED_IN if caller.allowed else DISCARD_ANONYMOUS):
+            return
+        try:
+            while length > 0 and (chunk := http.rfile.read(min(length, 1 << 16))):
+                length -= len(chunk)
+        except OSError:  # the client gave up or stalled past the timeout: closing is all that is left
+            pass
+
+    def _read_body(self, http: Exchange, limit: int) -> bytes:
         raw = http.headers.get("Content-Length")
         if raw is None:
             if http.headers.get("Transfer-Encoding"):
@@ -198,8 +229,8 @@ class WebServer:
         except ValueError:
             raise HttpError(400, "bad Content-Length") from None
         if length < 0 or length > limit:
-            http.close_connection = True  # the unread body must not be parsed as the next request
             raise HttpError(413, f"request too large: at most {limit // 1024} KiB")
+        http.body_read = True
         return http.rfile.read(length)
 
     # -- pages and login --------------------------------------------------------------------------------
@@ -221,7 +252,7 @@ class WebServer:
             reply.headers["Set-Cookie"] = self._cookie(session.token, self.config.session_hours * 3600)
         return reply
 
-    def _login(self, request: Request, http: BaseHTTPRequestHandler) -> Reply:
+    def _login(self, request: Request, http: Exchange) -> Reply:
         if not self.auth.needs_password:
             return Reply(303, b"", "text/plain", {"Location": "/"})
         if request.method == "GET":
@@ -251,7 +282,7 @@ class WebServer:
 
     # -- output -----------------------------------------------------------------------------------------
 
-    def _send(self, http: BaseHTTPRequestHandler, reply: Reply) -> None:
+    def _send(self, http: Exchange, reply: Reply) -> None:
         http.send_response(reply.status)
         http.send_header("Content-Type", reply.content_type)
         http.send_header("Content-Length", str(len(reply.body)))
@@ -267,7 +298,7 @@ class WebServer:
         if http.command != "HEAD":
             http.wfile.write(reply.body)
 
-    def _stream(self, http: BaseHTTPRequestHandler, streamer: Streamer, request: Request) -> None:
+    def _stream(self, http: Exchange, streamer: Streamer, request: Request) -> None:
         http.close_connection = True
         started = False
 
