@@ -10,6 +10,11 @@ mode, in the same run:
   * frame-to-event latency: from a frame being due (by the pace) to a subscriber receiving its event,
     so a detection thread that falls behind shows in it.
 
+For the writer it also prints the commits' lag (submit to committed: `commit_interval` bounds it) as
+percentiles and the share of late ones, how long a commit takes, the latency split at the commit, the WAL
+checkpoints, and with `--strace-log` (a `strace -f -ttt -o LOG` of the same run) how many fsyncs each commit
+made.
+
 Modes: `inline` commits each frame's events on the detection thread (a transaction with synchronous=full,
 as before the writer); `writer` hands them to the outbox writer. Make fsync slow on purpose, as on an SD
 card, by running the whole script under strace's fault injection:
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +48,7 @@ from nvr.events.payload import FaceEvent  # noqa: E402
 from nvr.mqtt.config import MqttConfig, OutboxConfig  # noqa: E402
 from nvr.mqtt.outbox import NewMessage  # noqa: E402
 from nvr.mqtt.sink import MqttSink  # noqa: E402
+from nvr.mqtt.writer import Batch, OutboxWriter  # noqa: E402
 
 
 class InlineSink(MqttSink):
@@ -57,6 +63,72 @@ class InlineSink(MqttSink):
             outbox.put(messages)
             if outbox.writer.on_commit is not None:
                 outbox.writer.on_commit()
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return values[int(q * (len(values) - 1))] if values else 0.0
+
+
+Commit = tuple[int, float, float, float, int]  # thread id, wall start, wall end, lag s, messages
+
+
+def record_commits(
+    writer: OutboxWriter, committed: dict[float, float]
+) -> tuple[list[Commit], Callable[[], None]]:
+    """Wrap the writer's commit function: a record per commit, and a function that fills `committed`
+    (frame_time -> monotonic time its event was committed) after the run from the batches kept."""
+    records: list[Commit] = []
+    batches: list[tuple[float, list[NewMessage]]] = []
+    commit = writer._commit
+
+    def timed(batch: Batch) -> object:
+        start = time.time()
+        result = commit(batch)
+        now = time.monotonic()
+        lag = now - (batch.since or now)
+        records.append((threading.get_native_id(), start, time.time(), lag, len(batch.messages)))
+        batches.append((now, batch.messages))
+        return result
+
+    def fill() -> None:
+        for when, messages in batches:
+            for m in messages:
+                if m.topic.endswith("/face"):
+                    committed.setdefault(json.loads(m.payload)["frame_time"], when)
+
+    writer._commit = timed
+    return records, fill
+
+
+def fsyncs_per_commit(log_path: str, commits: Sequence[tuple[int, float, float, float, int]]) -> None:
+    """Count the fsync/fdatasync calls (from `strace -f -ttt -o LOG`) each commit made, and those outside."""
+    import bisect
+    import collections
+    import re
+
+    calls: list[tuple[float, int, str]] = []
+    pattern = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(fsync|fdatasync)\((\d+)")
+    with open(log_path) as f:
+        for line in f:
+            m = pattern.match(line)
+            if m:
+                calls.append((float(m.group(2)), int(m.group(1)), m.group(3) + "(" + m.group(4) + ")"))
+    calls.sort()
+    times = [c[0] for c in calls]
+    per_commit: collections.Counter[int] = collections.Counter()
+    late_by_count: collections.Counter[int] = collections.Counter()
+    inside = 0
+    for tid, start, end, lag, _ in commits:
+        window = calls[bisect.bisect_left(times, start) : bisect.bisect_right(times, end)]
+        n = sum(1 for c in window if c[1] == tid)
+        inside += n
+        per_commit[n] += 1
+        if lag > 0.1:
+            late_by_count[n] += 1
+    kinds = collections.Counter(c[2] for c in calls)
+    print(f"fsyncs per commit: {dict(sorted(per_commit.items()))}; late commits by fsync count: "
+          f"{dict(sorted(late_by_count.items()))}; calls in the log: {dict(kinds)}, outside commits: "
+          f"{len(calls) - inside}")  # fmt: skip
 
 
 def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
@@ -79,6 +151,11 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
         outbox=OutboxConfig(path=workdir / f"{mode}.sqlite3"),
     )  # fmt: skip
     sink = (InlineSink if mode == "inline" else MqttSink)(config)
+    committed: dict[float, float] = {}  # frame_time -> when its event was committed (writer mode)
+    commits: list[Commit] = []
+    fill_committed: Callable[[], None] = lambda: None  # noqa: E731
+    if mode == "writer":
+        commits, fill_committed = record_commits(sink.publisher.outbox.writer, committed)
     sink.publisher.wait_connected(10)
     stage = FaceStages(events_config(False), sink)
     handed: dict[float, float] = {}  # frame_time -> when the frame was due (a late stage adds to latency)
@@ -105,11 +182,35 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
     subscriber.disconnect()
     done.set()
     latencies = [received[t] - handed[t] for t in sorted(handed) if t in received]
+    to_commit: list[float] = []
+    to_receive: list[float] = []
+    if mode == "writer":
+        fill_committed()
+        to_commit = sorted(committed[t] - handed[t] for t in handed if t in committed and t in received)
+        to_receive = sorted(received[t] - committed[t] for t in handed if t in committed and t in received)
     if args.verbose:
         step = max(1, len(latencies) // 40)
         print(mode, "latency ms over time:", [round(v * 1e3) for v in latencies[::step]])
     writer = sink.publisher.outbox.writer
+    lags = sorted(c[3] for c in commits)
+    durations = sorted(c[2] - c[1] for c in commits)
+    if args.strace_log and mode == "writer":
+        fsyncs_per_commit(args.strace_log, commits)
+    checkpointer = sink.publisher.outbox.checkpointer
     return {
+        "checkpoints": checkpointer.checkpoints,
+        "restarts": checkpointer.restarts,
+        "max_wal_frames": checkpointer.max_wal_frames,
+        "to_commit_ms": pct(to_commit, 0.5) * 1e3,
+        "to_commit_p95_ms": pct(to_commit, 0.95) * 1e3,
+        "to_receive_ms": pct(to_receive, 0.5) * 1e3,
+        "to_receive_p95_ms": pct(to_receive, 0.95) * 1e3,
+        "commit_p50_ms": pct(durations, 0.5) * 1e3,
+        "commit_p95_ms": pct(durations, 0.95) * 1e3,
+        "lag_p50_ms": pct(lags, 0.5) * 1e3,
+        "lag_p95_ms": pct(lags, 0.95) * 1e3,
+        "lag_p99_ms": pct(lags, 0.99) * 1e3,
+        "lag_max_ms": (lags[-1] if lags else 0.0) * 1e3,
         "fps": len(work) / elapsed,
         "stage_ms": statistics.fmean(per_frame) * 1e3,
         "stage_p99_ms": sorted(per_frame)[int(0.99 * (len(per_frame) - 1))] * 1e3,
@@ -129,11 +230,13 @@ def main() -> int:
     parser.add_argument("--cameras", type=int, default=2)
     parser.add_argument("--faces", type=int, default=3)
     parser.add_argument("--frames", type=int, default=200, help="frames per camera")
+    parser.add_argument("--modes", default="inline,writer", help="which of inline,writer to run")
+    parser.add_argument("--strace-log", help="an `strace -f -ttt -o` log of this run: fsyncs per commit")
     parser.add_argument("--verbose", action="store_true", help="print latencies over the run")
     args = parser.parse_args()
     results = {}
     with mosquitto() as (host, port), tempfile.TemporaryDirectory() as tmp:
-        for mode in ("inline", "writer"):
+        for mode in args.modes.split(","):
             results[mode] = run(mode, host, port, args, Path(tmp))
     target = args.fps * args.cameras
     print(f"\n{args.cameras} cameras x {args.fps:g} fps (pace {target:g} frames/s), {args.faces} faces, "
@@ -143,6 +246,18 @@ def main() -> int:
     for mode, r in results.items():
         keys = ("fps", "stage_ms", "stage_p99_ms", "latency_ms", "latency_p95_ms", "events", "commits")
         print(f"{mode:8}" + "".join(f"{r[k]:11.1f}" for k in keys) + f"{r['late']:11.0f}")
+    if "writer" not in results:
+        return 0
+    r = results["writer"]
+    late = r["late"] / max(r["commits"], 1)
+    print(f"writer commits: {late:.1%} late; commit lag ms p50 {r['lag_p50_ms']:.1f}"
+          f" p95 {r['lag_p95_ms']:.1f} p99 {r['lag_p99_ms']:.1f} max {r['lag_max_ms']:.1f}; a commit takes"
+          f" ms p50 {r['commit_p50_ms']:.1f} p95 {r['commit_p95_ms']:.1f}")  # fmt: skip
+    print(f"checkpoints {r['checkpoints']:.0f} (WAL up to {r['max_wal_frames']:.0f} pages), WAL restarts"
+          f" forced by the writer {r['restarts']:.0f}")  # fmt: skip
+    print(f"writer latency split (median / p95 ms): frame due -> committed {r['to_commit_ms']:.1f} /"
+          f" {r['to_commit_p95_ms']:.1f}, committed -> received {r['to_receive_ms']:.1f} /"
+          f" {r['to_receive_p95_ms']:.1f}")  # fmt: skip
     return 0
 
 

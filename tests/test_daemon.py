@@ -74,6 +74,7 @@ def test_run_reload_and_shutdown(tmp_path: Path) -> None:
         text = metrics_text(daemon)
         assert 'nvr_camera_up{camera="hall"} 1' in text
         assert re.search(r"^nvr_inference_frames_total [1-9]", text, re.MULTILINE)
+        assert re.search(r"^nvr_event_file_lines_dropped_total 0", text, re.MULTILINE)  # no broker: the file
         assert segments(instance), "the camera's ring should be in /dev/shm while running"
 
         # SIGHUP with a second camera: only that camera starts.

@@ -31,7 +31,7 @@ def test_video_events_go_to_the_log_and_the_event_file(tmp_path: Path) -> None:
         for frame in clip:
             stage.handle(frame.result())
         stage.handle(empty_frame(clip[-1], 1.0))
-    sink.close()
+        sink.close()  # lines are written (and then logged) on the file's own thread: all of them by now
     events = read_event_lines(tmp_path / "events.jsonl")
     assert len(events) == stage.events_out == sink.events_written >= 6
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))

@@ -488,3 +488,151 @@ def test_the_stage_names_tracks_off_its_thread_and_skips_cameras_without_recogni
     assert embedder.calls >= 1 and stage.counters["embedded"] >= 1
     stage.close()
     library.close()
+
+
+def _red_scene(tmp_path: Path, **config: Any) -> tuple[Any, ...]:
+    """A recognition stage over a library with "Red" enrolled, a red scene and two frontal faces in it."""
+    from nvr.contracts.faces import Detections
+    from nvr.recognition.config import RecognitionConfig
+    from nvr.recognition.stage import RecognitionStage
+
+    library = FaceLibrary(tmp_path / "faces.db")
+    red = np.array([1.0, 0.05, 0.05], np.float32)
+    library.enrol("Red", [(b"jpeg", {"pixels-1": red / np.linalg.norm(red)}, "test")])
+    seen: list[Any] = []
+
+    class Downstream:
+        def handle(self, tracked: Any) -> None:
+            seen.append(tracked)
+
+    clock = Clock()
+    stage = RecognitionStage(
+        RecognitionConfig(enabled=True, min_sharpness=0.0, **config), PixelEmbedder(), library, Downstream(),
+        RecognitionOutput(RecordingSink(), 60), threshold=0.9, clock=clock,
+    )  # fmt: skip
+    image = np.random.default_rng(3).integers(0, 40, (240, 440, 3), np.uint8)
+    image[:, :, 0] = 230
+    boxes = np.array([[100, 60, 212, 172], [300, 60, 412, 172]], np.float32)
+    landmarks = np.stack(
+        [FRONTAL + np.array([100, 60], np.float32), FRONTAL + np.array([300, 60], np.float32)]
+    )
+    detections = Detections(boxes, np.array([0.9, 0.9], np.float32), landmarks, SCRFD_LANDMARKS)
+    return stage, library, image, detections, seen, clock
+
+
+def _wait_for(condition: Any, stage: Any) -> None:
+    import time as time_
+
+    deadline = time_.monotonic() + 30.0  # generous: the embedder thread on a loaded machine
+    while not condition() and time_.monotonic() < deadline:
+        time_.sleep(0.01)
+        stage.flush()
+
+
+def test_an_undecided_track_is_embedded_on_consecutive_frames_and_a_named_one_rarely(tmp_path: Path) -> None:
+    from nvr.contracts.frameresult import FrameResult
+    from nvr.contracts.tracks import TrackedFace, TrackedFrame
+
+    stage, library, image, detections, seen, _ = _red_scene(tmp_path)
+    key = ("door", 5)
+
+    def frame(i: int) -> TrackedFrame:  # 4 detection frames a second, handled back to back
+        result = FrameResult("door", i, 1000.0 + 0.25 * i, (440, 240), detections, image)
+        return TrackedFrame("door", result, (TrackedFace(5, 0, 1000.0, i + 1, i > 0),))
+
+    stage.handle(frame(0))
+    stage.handle(frame(1))  # the next frame: its face goes to the embedder too (the name needs two)
+    assert stage.identities.evidence(key).last_request == 1000.25  # type: ignore[union-attr]
+    assert stage.counters["skipped_busy"] == 0
+    _wait_for(lambda: stage.counters["embedded"] == 2, stage)
+    assert stage.identities.identity(key).name == "Red"  # type: ignore[union-attr]
+    assert seen[-1].frame is None and seen[-1].identities[5].name == "Red", "passed on when decided"
+    for i in range(2, 5):  # named: embedded again only after decided_interval (1 s of capture time)
+        stage.handle(frame(i))
+    assert stage.identities.evidence(key).last_request == 1000.25  # type: ignore[union-attr]
+    stage.handle(frame(5))
+    assert stage.identities.evidence(key).last_request == 1001.25  # type: ignore[union-attr]
+    stage.close()
+    library.close()
+
+
+def test_the_budget_goes_to_the_face_embedded_longest_ago(tmp_path: Path) -> None:
+    from nvr.contracts.frameresult import FrameResult
+    from nvr.contracts.tracks import TrackedFace, TrackedFrame
+
+    stage, library, image, detections, _, clock = _red_scene(tmp_path, max_embeddings_per_s=1.0)
+    faces = (TrackedFace(5, 0, 1000.0, 1, False), TrackedFace(6, 1, 1000.0, 1, False))
+    for i in range(3):  # one embedding a second for two new faces: they take turns
+        stage.handle(
+            TrackedFrame("door", FrameResult("door", i, 1000.0 + i, (440, 240), detections, image), faces)
+        )
+        clock.now += 1.0
+    requests = [stage.identities.last_request(("door", track)) for track in (5, 6)]
+    assert requests == [1002.0, 1001.0], "track 6, listed second, went before track 5 embedded a moment ago"
+    stage.close()
+    library.close()
+
+
+def test_a_face_named_before_its_track_is_confirmed_starts_its_event_at_once() -> None:
+    from nvr.contracts.faces import Detections
+    from nvr.contracts.frameresult import FrameResult
+    from nvr.contracts.tracks import EndedTrack, TrackedFace, TrackedFrame
+    from nvr.events.config import EventsConfig
+    from nvr.events.stage import EventStage
+
+    class Sink(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[Any] = []
+
+        def publish_events(self, events: Sequence[Any]) -> None:
+            self.events += events
+
+        def publish_face_count(self, camera: str, count: int) -> None:
+            pass
+
+    sink = Sink()
+    output = RecognitionOutput(sink, 60)
+    output.people([person("p1", "Alice")])
+    stage = EventStage(EventsConfig(update_interval=100), sink, ["door"], recognition=output)
+    boxes = np.array([[100, 100, 212, 212], [300, 100, 412, 212]], np.float32)
+    landmarks = np.stack([FRONTAL + 100, FRONTAL + np.array([300, 100], np.float32)])
+    detections = Detections(boxes, np.array([0.9, 0.9], np.float32), landmarks, SCRFD_LANDMARKS)
+    image = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)
+    alice = Identity("Alice", 0.7, "m", "p1")
+
+    def frame(i: int, *faces: TrackedFace, **extra: Any) -> TrackedFrame:
+        return TrackedFrame(
+            "door", FrameResult("door", i, 1000.0 + i, (640, 480), detections, image), faces, **extra
+        )
+
+    def kinds() -> list[tuple[str, str | None]]:
+        return [(e.type, e.identity.name if e.identity else None) for e in sink.events]
+
+    # Track 1 (tentative) is named between frames: its event starts then, with the frame's face and crop.
+    stage.handle(frame(0, TrackedFace(1, 0, 1000.0, 1, False), TrackedFace(2, 1, 1000.0, 1, False)))
+    assert sink.events == [], "tentative tracks are not events"
+    stage.handle(TrackedFrame("door", None, identities={1: alice}))
+    assert kinds() == [("new", "Alice")]
+    assert sink.events[0].start_time == 1000.0 and sink.events[0].snapshot is not None
+    # Confirmed at the next frame: the same event goes on; the unnamed track 2 starts only now.
+    stage.handle(frame(1, TrackedFace(1, 0, 1000.0, 2, True), TrackedFace(2, 1, 1000.0, 2, True)))
+    assert kinds() == [("new", "Alice"), ("new", None)]
+    assert len({e.id for e in sink.events}) == 2
+    # Named in the frame itself while tentative (identity with the face): new at once, as well.
+    stage.handle(
+        frame(
+            2, TrackedFace(1, 0, 1000.0, 3, True), TrackedFace(3, 1, 1002.0, 1, False), identities={3: alice}
+        )
+    )
+    assert kinds()[-1] == ("new", "Alice") and sink.events[-1].start_time == 1002.0
+    # The tracker drops track 3 unconfirmed (missing from the next frame): its event ends there.
+    stage.handle(frame(3, TrackedFace(1, 0, 1000.0, 4, True)))
+    assert kinds()[-1] == ("end", "Alice") and sink.events[-1].end_time == 1002.0
+    # A camera gone quiet ends an event started on a name whose track was never confirmed, too.
+    stage.handle(frame(4, TrackedFace(1, 0, 1000.0, 5, True), TrackedFace(4, 1, 1004.0, 1, False)))
+    stage.handle(TrackedFrame("door", None, identities={4: alice}))
+    stage.handle(TrackedFrame("door", None, ended=(EndedTrack(1, 1000.0, 1004.0, 5),)))
+    assert kinds()[-3:] == [("new", "Alice"), ("end", "Alice"), ("end", "Alice")]
+    assert {e.id for e in sink.events[-2:]} == {sink.events[0].id, sink.events[-3].id}
+    stage.close()

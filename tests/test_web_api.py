@@ -36,6 +36,7 @@ def test_recent_events_sink_forwards_and_keeps_the_latest_message(tmp_path: Path
     sink.publish_events([first])
     sink.publish_events([face_event("door", event_id=first.id, kind="update")])
     sink.publish_face_count("door", 1)
+    inner.flush()  # the file is written on its own thread
     assert len(tmp_path.joinpath("events.jsonl").read_text().splitlines()) == 2  # the real sink got both
     entry = recent.get(first.id)
     assert entry is not None and entry.payload["type"] == "update" and entry.snapshot == b"jpeg-1"
@@ -43,6 +44,7 @@ def test_recent_events_sink_forwards_and_keeps_the_latest_message(tmp_path: Path
     sink.enable_strangers("door")
     sink.publish_stranger(StrangerEvent(first.id, "door", first.start_time, "unknown_7", True))
     assert entry.stranger_group == "unknown_7"
+    inner.flush()
     assert "stranger" in tmp_path.joinpath("events.jsonl").read_text().splitlines()[-1]  # forwarded
     for n in range(4):  # bounded: the oldest events go
         sink.publish_events([face_event("yard", event_id=f"17636832{n:02d}.000000-bbbbbb")])

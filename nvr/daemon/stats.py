@@ -9,6 +9,7 @@ from nvr.capture import CaptureState
 from nvr.daemon.cameras import CameraSet
 from nvr.daemon.events import EventOutput
 from nvr.detection.pipeline import DetectionPipeline
+from nvr.events.sink import JsonLinesSink
 from nvr.metrics import Health, MetricFamily
 
 STALL_AFTER = 20.0  # seconds without a processed frame while a camera streams = the pipeline is stuck
@@ -152,7 +153,15 @@ class DaemonStats:
     def _sink_metrics(self) -> list[MetricFamily]:
         publisher = self._events.publisher
         if publisher is None:
-            return []
+            sink = self._events.sink
+            if not isinstance(sink, JsonLinesSink):
+                return []
+            return [
+                MetricFamily(
+                    "event_file_lines_dropped_total", "counter",
+                    "event file lines dropped (the disk stalled for long, or a write failed)",
+                ).add(sink.lines_dropped)
+            ]  # fmt: skip
         stats: Any = publisher.stats()
         outbox = stats.get("outbox", {})
         dropped = MetricFamily("mqtt_outbox_dropped_total", "counter", "messages dropped from the outbox")

@@ -1,24 +1,23 @@
 """Where the event stage's output goes: the `EventSink` protocol, and the no-broker sink (log + JSON lines).
 
 With MQTT configured the daemon uses `nvr.mqtt.sink.MqttSink` (durable outbox, then the broker). Without a
-broker, events go to the log and to a local, size-rotated JSON-lines file; nothing is queued, since nothing
-would ever drain a queue.
+broker, events go to the log and to a local, size-rotated JSON-lines file, written by a thread of its own
+(`nvr.events.linefile`): the detection thread never waits for the disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from nvr.errors import ConfigError
 from nvr.events.config import EventFileConfig
+from nvr.events.linefile import LineFile
 from nvr.events.payload import FaceEvent
 from nvr.recognition.presence import PeopleChange, PresenceState
 from nvr.recognition.strangers import StrangerEvent
@@ -53,22 +52,19 @@ class JsonLinesSink:
     """
 
     def __init__(self, config: EventFileConfig, snapshots: SnapshotStore | None = None) -> None:
-        self._config = config
         self._snapshots = snapshots
-        self._lock = threading.Lock()
         self.events_written = 0
         self.events_rejected = 0
-        path = config.path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (held open for the sink's lifetime)
-        except OSError as exc:
-            raise ConfigError(f"event file {path}: cannot open for writing ({exc.strerror or exc})") from None
-        self._size = self._file.tell()
+        self._file = LineFile(config)  # written on its own thread: the detection thread never waits for it
 
     @property
     def path(self) -> Path:
-        return self._config.path
+        return self._file.path
+
+    @property
+    def lines_dropped(self) -> int:
+        """Lines (events, stranger events) lost because the disk stalled for long or a write failed."""
+        return self._file.lines_dropped
 
     def publish_events(self, events: Sequence[FaceEvent]) -> None:
         for event in events:
@@ -88,9 +84,12 @@ class JsonLinesSink:
             self.events_rejected += 1
             log.error("face event not written", camera=event.camera, event_id=event.id, error=str(exc))
             return
-        self._write_line(line)
+        self._file.write(line, functools.partial(self._written, event))
+
+    def _written(self, event: FaceEvent) -> None:
+        """On the file's writer thread, once the line is in the file: whoever reacts to the log line finds
+        the event in the file."""
         self.events_written += 1
-        # Logged once written: whoever reacts to the log line finds the event in the file.
         log.info(
             f"face {event.type}",
             camera=event.camera,
@@ -99,13 +98,9 @@ class JsonLinesSink:
             box=[round(v) for v in event.face.box],
         )
 
-    def _write_line(self, line: bytes) -> None:
-        with self._lock:
-            if self._size and self._size + len(line) > self._config.max_bytes:
-                self._rotate()
-            self._file.write(line)
-            self._file.flush()
-            self._size += len(line)
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every line handed over so far is in the file."""
+        return self._file.flush(timeout)
 
     def publish_face_count(self, camera: str, count: int) -> None:
         log.debug("faces in view", camera=camera, count=count)
@@ -117,8 +112,7 @@ class JsonLinesSink:
 
     def publish_stranger(self, event: StrangerEvent) -> None:
         line = json.dumps(event.to_dict(), separators=(",", ":")).encode() + b"\n"
-        self._write_line(line)
-        log.info("stranger", camera=event.camera, event_id=event.event_id, group=event.group)
+        self._file.write(line, functools.partial(_log_stranger, event))
 
     def publish_presence(self, states: Sequence[PresenceState]) -> None:
         for state in states:
@@ -128,25 +122,13 @@ class JsonLinesSink:
         self.publish_presence(change.states)
 
     def close(self, timeout: float = 5.0) -> None:
-        with self._lock:
-            if not self._file.closed:
-                self._file.close()
+        self._file.close(timeout)
         if self._snapshots is not None:
             self._snapshots.close(timeout)
 
-    def _rotate(self) -> None:
-        self._file.close()
-        path = self._config.path
-        if self._config.backups == 0:
-            path.unlink(missing_ok=True)
-        else:
-            for n in range(self._config.backups - 1, 0, -1):
-                older = path.with_name(f"{path.name}.{n}")
-                if older.exists():
-                    os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
-            os.replace(path, path.with_name(f"{path.name}.1"))
-        self._file = open(path, "ab")  # noqa: SIM115
-        self._size = 0
+
+def _log_stranger(event: StrangerEvent) -> None:
+    log.info("stranger", camera=event.camera, event_id=event.event_id, group=event.group)
 
 
 def read_event_lines(path: Path) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from typing import IO
 import structlog
 
 from nvr.errors import ConfigError, InputFileError
+from nvr.mqtt.checkpoint import Checkpointer
 from nvr.mqtt.config import OutboxConfig
 from nvr.mqtt.writer import Batch, OpenEvent, OutboxWriter
 
@@ -107,6 +108,7 @@ class Outbox:
             # (which can take tens of milliseconds on an SD card) and sees only committed rows.
             self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
             self._read_lock = threading.Lock()
+            self._checkpointer = Checkpointer(path, config.synchronous)
         except BaseException:
             self._lock_handle.close()
             raise
@@ -117,8 +119,19 @@ class Outbox:
         if self._count:
             log.info("outbox holds messages from an earlier run", path=str(self.path), count=self._count)
         self._writer = OutboxWriter(
-            self._commit_batch, config.commit_interval, config.max_messages, on_drop=self._dropped_waiting
-        )
+            self._commit_batch, config.commit_interval, config.max_messages,
+            on_drop=self._dropped_waiting, after_commit=self._after_commit,
+        )  # fmt: skip
+
+    @property
+    def checkpointer(self) -> Checkpointer:
+        return self._checkpointer
+
+    def _after_commit(self) -> None:
+        """On the writer thread between two commits: restart the WAL if the checkpoint thread asks for it."""
+        if self._checkpointer.restart_due:
+            with self._lock:
+                self._checkpointer.restart_if_due(self._db)
 
     @property
     def writer(self) -> OutboxWriter:
@@ -161,6 +174,9 @@ class Outbox:
                 )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._config.synchronous.upper()}")
+            # No checkpoint inside a commit (SQLite's default every 1000 pages, three fsyncs instead of one):
+            # nvr.mqtt.checkpoint runs them on a connection and thread of their own.
+            db.execute("PRAGMA wal_autocheckpoint=0")
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -235,6 +251,7 @@ class Outbox:
             self._count += len(messages) - dropped[0] - freed[0]
             self._bytes += size - dropped[1] - freed[1]
             batch.done = True  # counted on disk now, no longer as waiting (see __len__)
+        self._checkpointer.poke()  # checkpoints run on their own thread, never inside a commit
         if dropped[0]:
             self.dropped_full += dropped[0]
             self._note_drops(dropped[0], "full")
@@ -322,6 +339,7 @@ class Outbox:
             raise
         self._count -= freed[0]
         self._bytes -= freed[1]
+        self._checkpointer.poke()
         return freed
 
     def _delete_rows(self, seqs: Sequence[int]) -> tuple[int, int]:
@@ -338,10 +356,13 @@ class Outbox:
     def expire(self) -> int:
         """Drop messages older than max_age; returns how many."""
         cutoff = self._clock() - self._config.max_age
+        # Looked for through the reader, which never waits for a commit: the sender calls this every 10 s,
+        # and taking the writer's lock to look would hold it (and delivery) for up to a whole commit.
+        with self._read_lock:
+            rows = self._reader.execute("SELECT seq FROM messages WHERE created < ?", (cutoff,)).fetchall()
+        if not rows:
+            return 0
         with self._lock:
-            rows = self._db.execute("SELECT seq FROM messages WHERE created < ?", (cutoff,)).fetchall()
-            if not rows:
-                return 0
             freed = self._delete_committed([int(r[0]) for r in rows])
         self.dropped_expired += freed[0]
         self._note_drops(freed[0], "expired")
@@ -365,6 +386,7 @@ class Outbox:
     def close(self) -> None:
         """Commit what the writer holds, then close the database."""
         self._writer.close()
+        self._checkpointer.close()
         with self._lock, self._read_lock:
             self._reader.close()
             self._db.close()

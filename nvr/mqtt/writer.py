@@ -5,8 +5,11 @@ it never waits for the disk. The writer thread commits everything waiting in one
 commit) as soon as the previous commit is done, so a batch waits at most for one commit ahead of it, and
 the sender sees a message only once it is committed. The promise, `commit_interval` (default 0.1 s):
 every message is on disk within that time of being submitted; a SIGKILL or power cut loses at most the
-messages of the last `commit_interval`, none of which was sent. A disk slower than that (an SD card in
-trouble) breaks the promise visibly: each late commit is counted and logged, with how late it was.
+messages of the last `commit_interval`, none of which was sent. Since a batch may wait for the commit
+ahead of it and then its own, the promise holds while one commit takes less than half of `commit_interval`
+(each commit is one WAL fsync: see `nvr.mqtt.checkpoint`). A disk slower than that (an SD card in trouble)
+breaks the promise visibly: each late commit is counted and logged, with how late it was and how long the
+commit itself took.
 
 Open events (id, camera, start, last sighting, last payload) ride in the same transactions, so the next
 start can end the events a killed daemon left open without any extra disk write on the frame path.
@@ -87,6 +90,7 @@ class OutboxWriter:
         *,
         on_commit: Callable[[], None] | None = None,
         on_drop: Callable[[int, int], None] | None = None,
+        after_commit: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "outbox-writer",
     ) -> None:
@@ -95,6 +99,7 @@ class OutboxWriter:
         self._max_messages = max_messages
         self.on_commit = on_commit
         self._on_drop = on_drop
+        self._after_commit = after_commit  # upkeep on this thread once the commit is out (WAL checkpoints)
         self._clock = clock
         self._cond = threading.Condition()
         self._waiting = Batch()
@@ -214,8 +219,11 @@ class OutboxWriter:
                 self._cond.notify_all()
             if self.on_commit is not None:
                 self.on_commit()
+            if self._after_commit is not None:
+                self._after_commit()
 
     def _commit_batch(self, batch: Batch) -> bool:
+        started = self._clock()
         try:
             self._commit(batch)
         except Exception as exc:  # disk full, I/O error: keep the batch in memory and try again
@@ -229,8 +237,11 @@ class OutboxWriter:
             now = self._clock()
             if now - self._last_late_log >= _LATE_LOG_INTERVAL:
                 self._last_late_log = now
+                # A batch waits for at most the commit ahead of it, then its own: when one commit takes
+                # more than half of commit_interval (commit_seconds), the disk cannot keep the promise.
                 log.warning(
                     "outbox commit later than commit_interval: the disk is slow",
-                    lag=round(lag, 3), commit_interval=self.commit_interval, late_commits=self.late_commits,
+                    lag=round(lag, 3), commit_seconds=round(now - started, 3),
+                    commit_interval=self.commit_interval, late_commits=self.late_commits,
                 )  # fmt: skip
         return True

@@ -19,6 +19,7 @@ background (by the same worker, between faces).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import threading
@@ -42,6 +43,12 @@ from nvr.recognition.quality import QualityLimits, assess, sharpness
 from nvr.recognition.track_identity import Decision, IdentityRules, PersonScore, TrackIdentities
 
 log = structlog.get_logger(__name__)
+
+
+def _tracing() -> bool:
+    """Whether the debug log is on: then each embedding's way is logged (the latency trace)."""
+    return logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+
 
 LIBRARY_POLL_S = 1.0
 EMBEDDER_NICE = 10
@@ -68,6 +75,7 @@ class _Job:
     aligned: RgbImage  # 112x112x3
     quality: float
     capture_time: float
+    submitted: float = 0.0  # time.time() when queued (for the latency trace in the debug log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +155,17 @@ class EmbedWorker:
                 if self.failures in (1, 10, 100) or self.failures % 1000 == 0:
                     log.error("embedder failed", error=f"{type(exc).__name__}: {exc}", failures=self.failures)
                 continue
-            self.embed_seconds += time.monotonic() - started
+            seconds = time.monotonic() - started
+            self.embed_seconds += seconds
             self.embedded += len(batch)
+            if _tracing():  # the latency trace (scripts/bench_recognition.py reads it)
+                now = time.time()
+                for j in batch:
+                    log.debug(
+                        "face embedded", camera=j.key[0], track=j.key[1], capture_time=j.capture_time,
+                        waited_s=round(now - seconds - j.submitted, 4), compute_s=round(seconds, 4),
+                        batch=len(batch),
+                    )  # fmt: skip
             for j, vector in zip(batch, vectors, strict=True):
                 self.done.put(_Done(j.key, vector, j.quality, j.aligned, j.capture_time))
             if self.on_done is not None:
@@ -219,7 +236,9 @@ class RecognitionStage:
             stranger_after_embeddings=config.stranger_after_embeddings,
             stranger_after_s=config.stranger_after_s,
         )
-        self.identities = TrackIdentities(rules, embedder.model_id, self._score, config.max_embeddings_per_s)
+        self.identities = TrackIdentities(
+            rules, embedder.model_id, self._score, config.max_embeddings_per_s, clock=clock
+        )
         self._matcher: Matcher | None = None
         self._person_ids: dict[str, str] = {}
         self._version = -1
@@ -326,7 +345,7 @@ class RecognitionStage:
     def _look(self, tracked: TrackedFrame) -> None:
         frame = tracked.frame
         assert frame is not None
-        wanted = []
+        good = []
         detections = frame.detections
         # Tentative tracks too: a face's identity is often decided by the time its event starts.
         for face in tracked.faces:
@@ -337,9 +356,14 @@ class RecognitionStage:
             if not verdict.ok:
                 self.counters["refused_quality"] += 1
                 continue
+            good.append((face, verdict.score))
+        # The budget goes to the faces embedded longest ago first (a new face before one seen a moment ago).
+        good.sort(key=lambda item: self.identities.last_request((tracked.camera, item[0].track_id)))
+        wanted = []
+        for face, score in good:
             key = (tracked.camera, face.track_id)
-            if self.identities.want(key, face.first_seen):
-                wanted.append((key, index, verdict.score))
+            if self.identities.want(key, face.first_seen, frame.capture_time):
+                wanted.append((key, face.index, score))
         if not wanted:
             return
         image = frame.snapshot
@@ -356,8 +380,15 @@ class RecognitionStage:
             if not ok or value < self.config.min_sharpness:
                 self.counters["refused_sharpness"] += 1
                 continue
-            if not self.worker.submit(_Job(key, crop, quality, frame.capture_time)):
+            if not self.worker.submit(_Job(key, crop, quality, frame.capture_time, time.time())):
                 self.counters["skipped_busy"] += 1
+            elif _tracing():  # the latency trace (scripts/bench_recognition.py reads it)
+                track = self.identities.evidence(key)
+                log.debug(
+                    "face queued for embedding", camera=key[0], track=key[1], capture_time=frame.capture_time,
+                    first_seen=None if track is None else track.first_seen,
+                    embedded=None if track is None else track.embedded,
+                )  # fmt: skip
 
     # -- results --------------------------------------------------------------------------------------------
 
@@ -369,6 +400,13 @@ class RecognitionStage:
                 return
             self.counters["embedded"] += 1
             decision = self.identities.add(done.key, done.embedding, done.quality, done.capture_time)
+            if _tracing():  # the latency trace: what this one face scored
+                best = next(iter(self._score(done.embedding)), None)
+                log.debug(
+                    "face embedding applied", camera=done.key[0], track=done.key[1],
+                    capture_time=done.capture_time, decided=decision is not None,
+                    best=best and best.name, score=best and round(best.score, 3),
+                )  # fmt: skip
             if decision is not None:
                 evidence = None
                 if decision.stranger:

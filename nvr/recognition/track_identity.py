@@ -4,9 +4,11 @@ A track's identity comes from the mean of its best embeddings (by face quality),
 names nor un-names a person: a name needs two embeddings agreeing (or one that clears the threshold by a
 wide `single_margin`: a bad frame scores low, not high, and waiting for a second frame costs a detection
 cycle of latency), and a named track keeps its name while the mean still scores within `hysteresis` of the
-threshold and nobody else wins. Embedding costs compute, so each track is
-embedded at most every `per_track_interval` seconds, and a token bucket caps the embeddings per second over
-all cameras (detection keeps its rate however many faces are in view). A track that, after
+threshold and nobody else wins. Embedding costs compute, so an undecided track is embedded at most every
+`per_track_interval` seconds of capture time (0.1 s: every detection frame up to 10 fps, so the second
+embedding a name needs comes from the very next frame), a decided one every `decided_interval`, and a token
+bucket caps the embeddings per second over all cameras (detection keeps its rate however many faces are in
+view; the faces embedded longest ago go first, so no track waits behind the others). A track that, after
 `stranger_after_embeddings` good embeddings (or `stranger_after_s` seconds with at least one), matches nobody
 is decided unknown: that decision fires a stranger event once per track.
 
@@ -44,7 +46,7 @@ class IdentityRules:
     margin: float  # ... and beat the runner-up person by this much
     stranger_after_embeddings: int = 5
     stranger_after_s: float = 4.0
-    per_track_interval: float = 0.25  # seconds between two embeddings of one track ...
+    per_track_interval: float = 0.1  # capture seconds between two embeddings of an undecided track ...
     decided_interval: float = 1.0  # ... once it is decided (named or a stranger): only to notice a change
     best_k: int = 5  # the track's evidence: the mean of its best `best_k` embeddings
     min_embeddings: int = 2  # a name needs at least this many embeddings agreeing ...
@@ -78,7 +80,7 @@ class TrackEvidence:
     qualities: list[float] = field(default_factory=list)  # of the kept embeddings, best first
     vectors: list[FloatArray] = field(default_factory=list)
     embedded: int = 0  # good embeddings received
-    last_request: float = -1e18
+    last_request: float = -1e18  # capture time of the latest face sent to the embedder
     last_seen: float = 0.0  # clock time the track's face was last offered (`want`)
     last_capture: float | None = None  # capture time of the newest embedded face (None: none yet)
     identity: Identity | None = None  # None until decided
@@ -131,22 +133,29 @@ class TrackIdentities:
         track = self._tracks.get(key)
         return None if track is None else track.identity
 
-    def want(self, key: Hashable, first_seen: float) -> bool:
-        """Whether to embed this track's face now (its per-track interval passed and the budget allows);
-        a True answer counts against both, so call it only for a face that passed the quality checks."""
+    def want(self, key: Hashable, first_seen: float, at: float | None = None) -> bool:
+        """Whether to embed this track's face of capture time `at` (default: now) now: its per-track
+        interval passed and the budget allows; a True answer counts against both, so call it only for a
+        face that passed the quality checks."""
         now = self._clock()
         track = self._tracks.get(key)
         if track is None:
             track = self._tracks[key] = TrackEvidence(first_seen)
         track.last_seen = now
+        when = now if at is None else at
         interval = self.rules.per_track_interval if track.identity is None else self.rules.decided_interval
-        if now - track.last_request < interval:
+        if when - track.last_request < interval:
             return False
         if not self.budget.take():
             self.skipped_budget += 1
             return False
-        track.last_request = now
+        track.last_request = when
         return True
+
+    def last_request(self, key: Hashable) -> float:
+        """When the track's face last went to the embedder (capture time; -inf-like when never)."""
+        track = self._tracks.get(key)
+        return -1e18 if track is None else track.last_request
 
     def add(
         self, key: Hashable, embedding: FloatArray, quality: float, capture_time: float | None = None

@@ -13,6 +13,8 @@ a VDevice is created, so a subprocess `nvr` can be pointed at it:
                            every network, or per network group: "scrfd_2_5g=1.0,arcface_mobilefacenet=0.5"
                            (a bare number among them is the default). All networks configured in one process
                            share ONE device timeline, so their combined rate is bounded like a real chip's.
+  HAILO_DOUBLE_COMPUTE_LOG file to append `<epoch s> <detector|embedder|other> <seconds>` to for every frame
+                           the double computes with ONNX (benchmarks: its host compute, not the chip's)
   HAILO_DOUBLE_REPLAY      "1": compute outputs for the first frame, return them for every frame (benchmarks:
                            keeps the double's own ONNX compute off the host's budget)
   HAILO_DOUBLE_QUEUE_SIZE  frames in flight per batch unit (get_async_queue_size = this x batch; default 4)
@@ -244,6 +246,7 @@ class DoubleConfig:
     embedder_onnx: str | None = None
     driver_version: str | None = None
     latency_by_network: tuple[tuple[str, float], ...] = ()
+    compute_log: str | None = None
 
     def latency_for(self, network_group: str) -> float:
         """Device seconds per frame of this network group."""
@@ -282,6 +285,7 @@ class DoubleConfig:
             embedder_onnx=env.get("HAILO_DOUBLE_EMBEDDER_ONNX"),
             driver_version=env.get("HAILO_DOUBLE_DRIVER_VERSION"),
             latency_by_network=tuple(per_network),
+            compute_log=env.get("HAILO_DOUBLE_COMPUTE_LOG") or None,
         )
 
 

@@ -57,6 +57,16 @@ def _onnx_session(path: str) -> Any:
         return _sessions[path]
 
 
+_compute_log_lock = threading.Lock()
+
+
+def _log_compute(path: str, kind: str, seconds: float) -> None:
+    """One line per frame computed: `<epoch s> <kind> <seconds>` (HAILO_DOUBLE_COMPUTE_LOG; benchmarks
+    tell the double's own host compute apart from the pipeline's time)."""
+    with _compute_log_lock, open(path, "a") as f:
+        f.write(f"{time.time():.6f} {kind} {seconds:.6f}\n")
+
+
 def _looks_like_scrfd(outputs: tuple[HefLayer, ...]) -> bool:
     return len(outputs) == 9 and sorted(layer.shape[2] for layer in outputs) == [2, 2, 2, 8, 8, 8, 20, 20, 20]
 
@@ -81,7 +91,10 @@ class Compute:
         self._replay = config.replay
         self._cached: list[AnyArray] | None = None
         self._run: Callable[[npt.NDArray[np.uint8]], list[AnyArray]] = self._zeros_for
+        self._compute_log = config.compute_log
+        self.kind = "other"
         if _looks_like_scrfd(group.outputs):
+            self.kind = "detector"
             prefix = group.outputs[0].name.split("/")[0]
             onnx = config.onnx or str(
                 assets_dir() / "models" / "scrfd" / SCRFD_ONNX.get(prefix, f"{prefix}.onnx")
@@ -93,6 +106,7 @@ class Compute:
             self._session = _onnx_session(onnx)
             self._run = self._scrfd
         elif _looks_like_embedder(group):
+            self.kind = "embedder"
             dim = group.outputs[0].shape[2]
             onnx = config.embedder_onnx or (
                 str(assets_dir() / "models" / "recognition" / EMBEDDER_ONNX[dim])
@@ -110,7 +124,10 @@ class Compute:
     def run(self, frame: npt.NDArray[np.uint8]) -> list[AnyArray]:
         if self._replay and self._cached is not None:
             return self._cached
+        started = time.perf_counter()
         outputs = self._run(frame) if self._session is not None else self._zeros()
+        if self._compute_log is not None:
+            _log_compute(self._compute_log, self.kind, time.perf_counter() - started)
         if self._replay:
             self._cached = outputs
         return outputs
