@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,47 @@ def test_device_time_per_network() -> None:
     assert timeline.book(10.0, 0.00025) == pytest.approx(10.00175)  # queued behind the first
     assert timeline.book(20.0, 0.00025) == pytest.approx(20.00025)  # the chip was idle meanwhile
     assert timeline.busy_s == pytest.approx(0.002)
+
+
+def test_slots_free_on_the_chips_timeline_not_when_a_python_thread_runs(
+    asset: Callable[[str], Path], double: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HailoRT frees a finished job's queue slots and wakes its callback worker in C. The double's device
+    thread is Python and may wait for the GIL; stalled here on purpose, it must not hold the queue full."""
+    double(replay="1", latency_ms="20", queue_frames="1")
+    from hailo_platform.pyhailort import _runtime
+
+    vdevice = _vdevice()
+    model = vdevice.create_infer_model(str(asset(SCRFD_HEF)))
+    released = threading.Event()
+    stalled: list[float] = []
+    real_enqueue = _runtime.SimulatedCore.enqueue_callback
+
+    def stall(core: Any, job: Any, callback: Any, status: int) -> None:
+        stalled.append(job.finish_at)
+        released.wait(30)  # the device thread cannot go on: as if it never got the GIL
+        real_enqueue(core, job, callback, status)
+
+    monkeypatch.setattr(_runtime.SimulatedCore, "enqueue_callback", stall)
+    done: list[Any] = []
+
+    def on_done(completion_info: Any) -> None:
+        done.append(completion_info)
+
+    with model.configure() as configured:
+        assert configured.get_async_queue_size() == 1
+        bindings = configured.create_bindings(output_buffers=_buffers(model))
+        bindings.input().set_buffer(np.zeros((640, 640, 3), np.uint8))
+        job = configured.run_async([bindings], on_done)
+        configured.wait_for_async_ready(timeout_ms=10000)  # the job is done on the chip: its slot is free
+        try:
+            assert stalled and time.perf_counter() >= stalled[0]  # not before the chip finished it
+            assert not done  # the stalled device thread has not queued the callback
+        finally:
+            released.set()
+        job.wait(10000)
+    vdevice.release()
+    assert len(done) == 1 and done[0].exception is None
 
 
 def test_the_higher_priority_network_goes_first() -> None:

@@ -8,6 +8,7 @@ the batch, HAILO_DOUBLE_QUEUE_FRAMES). Throughput against the device's ceiling i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _observe(engine: HailoEngine, frame: np.ndarray, frames: int) -> None:
         got += 1
 
 
-@pytest.mark.parametrize("queue_frames", [1, 2, 3, 5, 8, 16])
+@pytest.mark.parametrize("queue_frames", [1, 2, 3, 4, 5, 7, 8, 9, 16])
 def test_engine_fills_an_absolute_queue(
     asset: Callable[[str], Path], double: Callable[..., None], queue_frames: int
 ) -> None:
@@ -109,3 +110,36 @@ def test_default_per_batch_queue_keeps_the_configured_batch(
         _observe(engine, frame, 48)
     observed = _pyhailort.REGISTRY.observed["scrfd_2_5g"]
     assert observed.configures == [4] and observed.max_in_flight == 16
+
+
+class _CopiedFrame(ArrayFrame):
+    """Says when the engine has copied its pixels (released it)."""
+
+    __slots__ = ("copied",)
+
+    def __init__(self, pixels: np.ndarray, tag: object) -> None:
+        super().__init__(pixels, tag)
+        self.copied = threading.Event()
+
+    def release(self) -> bool:
+        self.copied.set()
+        return True
+
+
+def test_next_job_is_copied_and_bound_before_a_device_slot_frees(
+    asset: Callable[[str], Path], double: Callable[..., None]
+) -> None:
+    """With a 2-frame device queue the host has one frame's device time to send the next job once a slot
+    frees, so the engine copies and binds it beforehand: here the device hangs with frames 0 and 1 on it,
+    no slot ever frees, and frame 2 is copied all the same (frame 3 waits for it to go)."""
+    double(replay="1", queue_frames="2", hang_after="0", hangs="2")  # both configure() calls hang
+    frame = np.zeros((640, 640, 3), np.uint8)
+    frames = [_CopiedFrame(frame, i) for i in range(4)]
+    settings = HailoSettings(batch_size=4, input_queue=8, hang_timeout_s=3.0)
+    with HailoEngine(asset(SCRFD_HEF), settings).start() as engine:
+        assert engine.plan == JobPlan(1, 2)
+        for each in frames:
+            engine.submit(each)
+        assert frames[2].copied.wait(10)
+        assert engine.stats.completed == 0  # nothing came back from the device
+        assert not frames[3].copied.is_set()

@@ -4,11 +4,13 @@ One thread owns the VDevice, the InferModel and the ConfiguredInferModel (HailoR
 the process, and is simplest to reason about from one thread). Frames arrive as references to their
 pixels (`nvr.contracts.frameref.FrameRef`) in a bounded queue that drops the oldest frame when the
 device falls behind. The engine copies each frame once, into a pre-allocated input buffer bound to the
-device, and releases the reference at once. Several jobs are in flight; HailoRT's callback thread only
-hands the finished buffer set to the result queue. A result is the device's raw uint8 maps with each output's
-quantization (`RawOutput`), tagged with its frame; the consumer (the SCRFD postprocessor) releases it,
-which returns its buffers to the pool. How many frames go in one job, and how many jobs are in flight,
-follows HailoRT's async queue size (hailo_device.plan_jobs), so the device never waits for the host.
+device, and releases the reference at once; it does so for the next job while the device is still busy,
+so a freed device slot is refilled with one run_async call. Several jobs are in flight; HailoRT's
+callback thread only hands the finished buffer set to the result queue. A result is the device's raw
+uint8 maps with each output's quantization (`RawOutput`), tagged with its frame; the consumer (the SCRFD
+postprocessor) releases it, which returns its buffers to the pool. How many frames go in one job, and how
+many jobs are in flight, follows HailoRT's async queue size (hailo_device.plan_jobs), so the device never
+waits for the host.
 
 An optional face embedder HEF is configured on the same VDevice; its requests come in through
 `submit_embedding` and are launched by the same thread, between detection jobs (hailo_embedder.py).
@@ -57,6 +59,14 @@ class EngineStats:
     restarts: int = 0  # times the device was torn down and re-created
 
 
+@dataclass(slots=True)
+class _Job:
+    """One run_async call being prepared: a buffer set and its bindings per frame."""
+
+    entries: list[InferenceResult]
+    bindings: list[Any]
+
+
 class _RestartError(Exception):
     """The device must be torn down and re-created; the message says why."""
 
@@ -94,6 +104,12 @@ class HailoEngine:
         self._started = threading.Event()
         self._start_error: NvrError | None = None
         self._consecutive_failures = 0
+        # The next detector job, copied and bound while the device is still busy with the jobs before it:
+        # when a slot frees, only run_async is left to do. With a short device queue (2 frames: one
+        # running, one waiting) the host has one frame's device time to get the next job in; copying the
+        # frame, taking the pipeline's lock and binding buffers after the slot freed would spend part of
+        # it, and each may wait for the GIL behind the threads that the completion itself woke.
+        self._staged: _Job | None = None
         self._last_error = ""
         self._callback_errors = 0
         self.input_shape: tuple[int, int, int] = (
@@ -245,6 +261,15 @@ class HailoEngine:
             )
 
     def _serve(self, session: Session) -> None:
+        try:
+            self._serve_jobs(session)
+        finally:
+            job, self._staged = self._staged, None
+            if job is not None:  # never sent: its frames get no result (the consumer counts them dropped)
+                for entry in job.entries:
+                    entry.release()
+
+    def _serve_jobs(self, session: Session) -> None:
         det = session.detector
         # Long enough that a busy device does not look like a timeout (HailoRT logs each one as an error).
         timeout_ms = 1000
@@ -252,7 +277,8 @@ class HailoEngine:
         while True:
             with self._queue_cond:
                 faces_can_go = session.embedder is not None and session.embedder.can_launch()
-                if not (self._queue or self._embed_requests or faces_can_go or self._stopping):
+                waiting = self._staged or self._queue or self._embed_requests or faces_can_go
+                if not (waiting or self._stopping):
                     self._queue_cond.wait(_POLL_S)  # submit(), submit_embedding() and the embedder wake it
                 if self._stopping:
                     return
@@ -268,20 +294,22 @@ class HailoEngine:
                 )
                 logged_failures, logged_at = self.stats.failed, now
             self._launch_embeddings(session)
-            if n == 0 or det is None:
+            if det is None:
                 continue
-            entries = self._take_buffers(session, det, n)
-            if entries is None:
+            if self._staged is None and n > 0:
+                entries = self._take_buffers(session, det, n)
+                self._staged = self._prepare(det, entries) if entries is not None else None
+            job = self._staged
+            if job is None:
                 continue
             try:
-                det.configured.wait_for_async_ready(timeout_ms=timeout_ms, frames_count=len(entries))
+                det.configured.wait_for_async_ready(timeout_ms=timeout_ms, frames_count=len(job.entries))
             except self.hailo.HailoRTException as exc:
-                for entry in entries:
-                    entry.release()
                 if type(exc).__name__ == "HailoRTTimeout":
                     continue  # device busy; _check decides whether it hangs
                 raise _RestartError(f"the Hailo pipeline failed ({exc})") from None
-            self._launch(det, entries)
+            self._staged = None
+            self._run_job(det, job)
 
     def _launch_embeddings(self, session: Session) -> None:
         if session.embedder is None or not session.embedder.pending:
@@ -306,14 +334,15 @@ class HailoEngine:
                 self._launch_embeddings(session)
         return entries or None
 
-    def _launch(self, session: DetectorNet, entries: list[InferenceResult]) -> None:
-        cim = session.configured
-        bindings = []
-        job_entries = []
+    def _prepare(self, net: DetectorNet, entries: list[InferenceResult]) -> _Job | None:
+        """The next job: the oldest waiting frames copied into `entries` (released back to their owner at
+        once) and bound to the device's buffers; None if no frame was usable."""
+        cim = net.configured
         with self._queue_cond:
             frames = [self._queue.popleft() for _ in range(min(len(entries), len(self._queue)))]
         for entry in entries[len(frames) :]:
             entry.release()
+        job = _Job([], [])
         for frame, entry in zip(frames, entries[: len(frames)], strict=True):
             pixels = frame.pixels
             if pixels.shape != entry.input.shape:
@@ -334,18 +363,21 @@ class HailoEngine:
             # Fresh bindings per frame: pyhailort re-points a used Bindings' outputs at its own DMA buffers.
             binding = cim.create_bindings(output_buffers=entry.output_buffers)
             binding.input().set_buffer(entry.input)
-            bindings.append(binding)
-            job_entries.append(entry)
-        if not bindings:
-            return
-        if session.in_flight == 0:
-            session.last_progress = time.monotonic()
-        session.submitted += len(bindings)
+            job.bindings.append(binding)
+            job.entries.append(entry)
+        return job if job.entries else None
+
+    def _run_job(self, net: DetectorNet, job: _Job) -> None:
+        if net.in_flight == 0:
+            net.last_progress = time.monotonic()
+        net.submitted += len(job.entries)
         try:
-            session.last_job = cim.run_async(bindings, functools.partial(self._on_done, session, job_entries))
+            net.last_job = net.configured.run_async(
+                job.bindings, functools.partial(self._on_done, net, job.entries)
+            )
         except self.hailo.HailoRTException as exc:
-            session.submitted -= len(bindings)
-            for entry in job_entries:
+            net.submitted -= len(job.entries)
+            for entry in job.entries:
                 entry.release()
             raise _RestartError(f"run_async failed ({exc})") from None
 

@@ -126,27 +126,37 @@ def _fill_slots(rings: list[FrameRing], image_path: Path | None) -> Letterbox:
 
 
 class _CountingSink:
-    """Stands in for the event stage: counts frames and faces, timing frames warmup+1 .. total."""
+    """Stands in for the event stage: counts frames and faces, timing frames warmup+1 .. total.
 
-    def __init__(self, warmup: int, total: int) -> None:
+    It wakes only the camera whose frame it handled, and the measuring thread only at the end: the
+    decoders it stands in for are processes of their own in the daemon, so the bench must not load the
+    pipeline's process with wake-ups the daemon does not have."""
+
+    def __init__(self, warmup: int, total: int, cameras: list[str]) -> None:
         self.frames = self.faces = 0
-        self.handled: dict[str, int] = {}  # per camera
+        self.handled: dict[str, int] = dict.fromkeys(cameras, 0)
         self.first = max(warmup, 1)  # measuring starts when this frame is done
         self.total = total
         self.started: tuple[float, float] = (0.0, 0.0)  # wall, CPU
         self.ended: tuple[float, float] | None = None
-        self.changed = threading.Condition()
+        self.finished = threading.Event()
+        self.changed = {camera: threading.Condition() for camera in cameras}
 
     def handle(self, result: FrameResult) -> None:
-        with self.changed:
-            self.frames += 1
-            self.handled[result.camera] = self.handled.get(result.camera, 0) + 1
-            if self.first < self.frames <= self.total:
-                self.faces += len(result.detections)
-            if self.frames in (self.first, self.total):
-                now = time.perf_counter(), time.process_time()
-                self.started, self.ended = (now, None) if self.frames == self.first else (self.started, now)
-            self.changed.notify_all()
+        self.frames += 1  # only the pipeline's results thread calls this
+        if self.first < self.frames <= self.total:
+            self.faces += len(result.detections)
+        if self.frames in (self.first, self.total):
+            now = time.perf_counter(), time.process_time()
+            if self.frames == self.first:
+                self.started = now
+            else:
+                self.ended = now
+                self.finished.set()
+        changed = self.changed[result.camera]
+        with changed:
+            self.handled[result.camera] += 1
+            changed.notify()
 
     def expire(self) -> None:
         pass
@@ -176,15 +186,15 @@ class _Camera(threading.Thread):
     def run(self) -> None:
         assert self.letterbox is not None
         counters = self.pipeline.counters.cameras[self.camera]
-        sink = self.sink
+        sink, changed = self.sink, self.sink.changed[self.camera]
         index = 0
         while not self.stop.is_set():
-            with sink.changed:  # notified per frame handled: no polling to pay for
-                finished = sink.handled.get(self.camera, 0) + counters.superseded + counters.stale
+            with changed:  # notified per frame of this camera handled: no polling to pay for
+                finished = sink.handled[self.camera] + counters.superseded + counters.stale
                 finished += counters.torn + counters.dropped + counters.failed
                 slot = self.ring.begin_write() if index - finished < self.keep_posted else None
                 if slot is None:
-                    sink.changed.wait(0.05)  # the timeout covers frames finished without reaching the sink
+                    changed.wait(0.05)  # the timeout covers frames finished without reaching the sink
                     continue
             self.ring.commit(
                 slot, index, pts=0.0, wall_time=time.time(), model_letterbox=self.letterbox,
@@ -200,7 +210,8 @@ def _measure(
     from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
     from nvr.detection.zones import FaceFilter
 
-    sink = _CountingSink(warmup, warmup + frames)
+    names = [f"cam{i}" for i in range(len(rings))]
+    sink = _CountingSink(warmup, warmup + frames, names)
     ready: queue.Queue[FrameReady] = queue.Queue()
     per_camera = per_camera_limit(rings[0].layout.n_slots)
     pipeline = DetectionPipeline(
@@ -208,22 +219,21 @@ def _measure(
         max_in_flight=model.max_in_flight, per_camera=per_camera,
     )  # fmt: skip
     cameras = []
-    for i, ring in enumerate(rings):
-        pipeline.attach(f"cam{i}", ring, FaceFilter(THRESHOLD))
+    for name, ring in zip(names, rings, strict=True):
+        pipeline.attach(name, ring, FaceFilter(THRESHOLD))
         # Frames a camera keeps posted: what the pipeline may have in flight for it, plus its mailbox.
-        cameras.append(_Camera(f"cam{i}", ring, pipeline, sink, ready, keep_posted=per_camera + 1))
+        cameras.append(_Camera(name, ring, pipeline, sink, ready, keep_posted=per_camera + 1))
     pipeline.start()
     for camera in cameras:
         camera.letterbox = letterbox
         camera.start()
     try:
-        with sink.changed:
-            while sink.ended is None:
-                seen = sink.frames
-                sink.changed.wait(30.0)
-                if sink.frames == seen:
-                    raise ModelError("the detection pipeline produced no result for 30 s (see the log above)")
-            (start_wall, start_cpu), (end_wall, end_cpu) = sink.started, sink.ended
+        while not sink.finished.is_set():
+            seen = sink.frames
+            if not sink.finished.wait(30.0) and sink.frames == seen:
+                raise ModelError("the detection pipeline produced no result for 30 s (see the log above)")
+        assert sink.ended is not None
+        (start_wall, start_cpu), (end_wall, end_cpu) = sink.started, sink.ended
     finally:
         for camera in cameras:
             camera.stop.set()

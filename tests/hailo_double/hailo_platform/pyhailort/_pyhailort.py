@@ -336,6 +336,11 @@ class DeviceTimeline:
             self._waiting[priority] = self._waiting.get(priority, 0) - frames
             self._cond.notify_all()
 
+    def alone(self, own_waiting: int) -> bool:
+        """No frames but these `own_waiting` (one network's) wait for the chip."""
+        with self._cond:
+            return sum(self._waiting.values()) <= own_waiting
+
     def book(self, arrived_at: float, seconds: float, priority: int = 16) -> float:
         """Book one frame that arrived (see `arrive`); returns when the device finishes it (perf_counter)."""
         with self._cond:

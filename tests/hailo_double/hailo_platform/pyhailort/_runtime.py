@@ -9,6 +9,7 @@ embedder's vector quantized with its output's qp. Other HEFs get each layer's ze
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import sys
 import threading
@@ -184,12 +185,19 @@ class Job:
     on_done: Callable[[int], None]  # C++ completion -> queues the Python callback
     submitted_at: float = field(default_factory=time.perf_counter)
     priority: int = 16  # the scheduler priority when it was submitted
+    finish_at: float | None = None  # when the chip is done with it (perf_counter), once it ran
     done: threading.Event = field(default_factory=threading.Event)
     callback_done: threading.Event = field(default_factory=threading.Event)
 
 
 class SimulatedCore:
-    """One configured network on the chip: in-order execution, bounded queue, abort on shutdown."""
+    """One configured network on the chip: in-order execution, bounded queue, abort on shutdown.
+
+    Like HailoRT, where the driver frees a job's queue slots and wakes its callback worker in C, a job's
+    slots are free and its callback due at the moment the chip finishes it (`Job.finish_at`, on the device
+    timeline), however late the Python thread that simulates the chip gets the GIL: the host's
+    `wait_for_async_ready` and the callback thread wake at that moment themselves.
+    """
 
     def __init__(
         self,
@@ -210,23 +218,44 @@ class SimulatedCore:
         self.priority = 16  # HailoRT's default scheduler priority
         self._hang_after = config.hang_after if hang else None
         self._cond = threading.Condition()
-        self._jobs: collections.deque[Job] = collections.deque()
-        self._in_flight = 0
+        self._queued: collections.deque[Job] = collections.deque()  # submitted, not yet run by the chip
+        self._pending: collections.deque[Job] = collections.deque()  # submitted, not yet finished (in order)
+        self._in_flight = 0  # frames of `_pending`
         self._aborted = False
         self._frame_index = 0
         self._deadline = 0.0
         self._callbacks: collections.deque[tuple[Job, Callable[[int], None], int]] = collections.deque()
         self._callback_cond = threading.Condition()
+        self._unreported = 0  # jobs submitted whose callback is not queued yet (under _callback_cond)
         self._callback_thread: threading.Thread | None = None
         self._device = threading.Thread(target=self._device_loop, name="hailo-double-device", daemon=True)
         self._device.start()
 
+    # -- queue slots (under self._cond) ----------------------------------------------------------------
+    def _occupied(self) -> int:
+        """Frames in the device's queue now: jobs finish in order, so retire the finished head."""
+        now = time.perf_counter()
+        pending = self._pending
+        while pending and pending[0].finish_at is not None and pending[0].finish_at <= now:
+            self._in_flight -= len(pending.popleft().frames)
+        return self._in_flight
+
+    def _wait(self, ready: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait for `ready`, waking by itself when the next job in the queue finishes on the chip."""
+        end = time.perf_counter() + timeout_s
+        while not ready():
+            now = time.perf_counter()
+            if now >= end:
+                return False
+            head = self._pending[0].finish_at if self._pending else None
+            self._cond.wait(end - now if head is None else min(end - now, max(0.0, head - now)))
+        return True
+
     # -- host side -------------------------------------------------------------------------------------
     def wait_ready(self, timeout_s: float, frames: int) -> bool:
         with self._cond:
-            return self._cond.wait_for(
-                lambda: self._aborted or self._in_flight + frames <= self.queue_size, timeout_s
-            )
+            room = self.queue_size - frames
+            return self._wait(lambda: self._aborted or self._occupied() <= room, timeout_s)
 
     @property
     def aborted(self) -> bool:
@@ -236,7 +265,7 @@ class SimulatedCore:
         with self._cond:
             if self._aborted:
                 raise fail(HAILO_STREAM_ABORT, "Pipeline was aborted")
-            if self._in_flight + len(job.frames) > self.queue_size:
+            if self._occupied() + len(job.frames) > self.queue_size:
                 raise fail(HAILO_QUEUE_IS_FULL, "Failed to push buffers: queue is full")
             if self._callback_thread is None:  # like pyhailort: created on the first run_async
                 self._callback_thread = threading.Thread(
@@ -249,43 +278,58 @@ class SimulatedCore:
             self.observed.max_in_flight = max(self.observed.max_in_flight, self._in_flight)
             sizes = self.observed.job_sizes
             sizes[len(job.frames)] = sizes.get(len(job.frames), 0) + 1
-            self._jobs.append(job)
+            with self._callback_cond:
+                self._unreported += 1
+            self._queued.append(job)
+            self._pending.append(job)
             self._cond.notify_all()
 
     def shutdown(self) -> None:
         with self._cond:
             self._aborted = True
             self._cond.notify_all()
-            self._cond.wait_for(lambda: self._in_flight == 0, WAIT_FOR_ASYNC_IN_DTOR_TIMEOUT_S)
+            self._wait(lambda: self._occupied() == 0, WAIT_FOR_ASYNC_IN_DTOR_TIMEOUT_S)
         with self._callback_cond:
-            self._callback_cond.notify_all()
+            self._callback_cond.notify_all()  # the callback thread ends once every callback has run
         if threading.current_thread() is not self._device:
             self._device.join(WAIT_FOR_ASYNC_IN_DTOR_TIMEOUT_S)
 
     def enqueue_callback(self, job: Job, callback: Callable[[int], None], status: int) -> None:
         with self._callback_cond:
             self._callbacks.append((job, callback, status))
+            self._unreported -= 1
             self._callback_cond.notify()
 
     # -- device side -----------------------------------------------------------------------------------
     def _device_loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._jobs) or self._aborted)
-                if not self._jobs:
+                self._cond.wait_for(lambda: bool(self._queued) or self._aborted)
+                if not self._queued:
                     return
-                job = self._jobs[0]
+                job = self._queued.popleft()
             status = self._execute(job)
-            job.done.set()
-            job.on_done(status)  # queue the Python callback first, then free the queue slots (as HailoRT)
+            job.on_done(status)  # the callback thread runs it when the chip finishes the job
+            finish_at = job.finish_at or 0.0
             with self._cond:
-                self._jobs.popleft()
-                self._in_flight -= len(job.frames)
-                self._cond.notify_all()
-            with self._callback_cond:
-                self._callback_cond.notify_all()
+                self._cond.notify_all()  # waiters now know when the job's slots free up
+                # The next job starts when this one ends. A network alone on the chip gets its next job's
+                # place on the timeline as soon as it is queued (frames run in the order they came), so its
+                # slots free on time however late this thread gets the GIL; while another network has
+                # frames waiting too, the choice (by priority) is made when this job ends.
+                self._cond.wait_for(
+                    functools.partial(self._next_may_start, finish_at),
+                    timeout=max(0.0, finish_at - time.perf_counter()),
+                )
+
+    def _next_may_start(self, finish_at: float) -> bool:
+        """Under self._cond: whether the device thread may take its next job now (see _device_loop)."""
+        if self._aborted or time.perf_counter() >= finish_at:
+            return True
+        return bool(self._queued) and self.timeline.alone(sum(len(job.frames) for job in self._queued))
 
     def _execute(self, job: Job) -> int:
+        """Run the job on the chip's timeline: outputs written, `job.finish_at` set; returns its status."""
         status = 0
         for index, frame in enumerate(job.frames):
             if self._hang_after is not None and self._frame_index >= self._hang_after:
@@ -293,6 +337,7 @@ class SimulatedCore:
                     self._cond.wait_for(lambda: self._aborted)
             if self._aborted:
                 self.timeline.withdraw(job.priority, len(job.frames) - index)
+                job.finish_at = max(self._deadline, time.perf_counter())
                 return HAILO_STREAM_ABORT
             outputs = self.compute.run(frame.input)
             for layer, data, (dest, fmt) in zip(self.compute.layers, outputs, frame.outputs, strict=True):
@@ -310,22 +355,22 @@ class SimulatedCore:
             self._deadline = self.timeline.book(
                 max(self._deadline, job.submitted_at), self.latency_s, job.priority
             )
-        delay = self._deadline - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+        job.finish_at = self._deadline
         return status
 
     def _callback_loop(self) -> None:
         while True:
             with self._callback_cond:
-                self._callback_cond.wait_for(
-                    lambda: bool(self._callbacks) or (self._aborted and self._in_flight == 0), timeout=0.5
-                )
+                self._callback_cond.wait_for(lambda: bool(self._callbacks) or self._all_done(), timeout=0.5)
                 if not self._callbacks:
-                    if self._aborted and self._in_flight == 0:
+                    if self._all_done():
                         return
                     continue
                 job, callback, status = self._callbacks.popleft()
+            delay = (job.finish_at or 0.0) - time.perf_counter()
+            if delay > 0:  # HailoRT's worker is woken when the chip finishes the job, not before
+                time.sleep(delay)
+            job.done.set()
             try:
                 callback(status)
             except BaseException:
@@ -337,3 +382,6 @@ class SimulatedCore:
                 sys.stderr.flush()
                 os.abort()
             job.callback_done.set()
+
+    def _all_done(self) -> bool:
+        return self._aborted and self._unreported == 0
