@@ -20,7 +20,6 @@ import logging
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 
-from bench_events import events_config, frames  # noqa: E402
+from bench_events import events_config, frames, run_paced  # noqa: E402
 
 from nvr.daemon.stages import FaceStages  # noqa: E402
 from nvr.events.config import EventFileConfig  # noqa: E402
@@ -52,18 +51,7 @@ def run(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     config = EventFileConfig(path=workdir / f"{mode}.jsonl")
     sink = (InlineFileSink if mode == "inline" else JsonLinesSink)(config)
     stage = FaceStages(events_config(False), sink)
-    per_frame: list[float] = []
-    period = 1.0 / (args.fps * args.cameras)
-    started = time.monotonic()
-    for i, frame in enumerate(work):
-        due = started + i * period
-        now = time.monotonic()
-        if now < due:
-            time.sleep(due - now)
-        t0 = time.monotonic()
-        stage.handle(frame)
-        per_frame.append(time.monotonic() - t0)
-    elapsed = time.monotonic() - started
+    _, per_frame, elapsed = run_paced(stage, work, args.fps * args.cameras)
     stage.close()
     sink.close(timeout=120)
     return {

@@ -51,6 +51,27 @@ from nvr.tracking.config import TrackerConfig  # noqa: E402
 EPOCH = 1_763_683_200.0
 
 
+def run_paced(
+    stage: FaceStages, work: Sequence[FrameResult], fps: float
+) -> tuple[list[float], list[float], float]:
+    """Hand the frames to the stage at `fps` (as cameras would): each frame's due time (monotonic), the
+    stage's time per frame, and the elapsed time of the whole run."""
+    due_times: list[float] = []
+    per_frame: list[float] = []
+    period = 1.0 / fps
+    started = time.monotonic()
+    for i, frame in enumerate(work):
+        due = started + i * period
+        now = time.monotonic()
+        if now < due:
+            time.sleep(due - now)
+        due_times.append(due)
+        t0 = time.monotonic()
+        stage.handle(frame)
+        per_frame.append(time.monotonic() - t0)
+    return due_times, per_frame, time.monotonic() - started
+
+
 def frames(cameras: int, faces: int, count: int) -> list[FrameResult]:
     """`count` frames per camera at 25 fps, each with `faces` slowly moving, growing faces."""
     image = np.zeros((360, 640, 3), np.uint8)

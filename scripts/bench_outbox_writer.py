@@ -40,7 +40,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
-from bench_events import events_config, frames, mosquitto  # noqa: E402
+from bench_events import events_config, frames, mosquitto, run_paced  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from nvr.daemon.stages import FaceStages  # noqa: E402
@@ -158,20 +158,10 @@ def run(mode: str, host: str, port: int, args: argparse.Namespace, workdir: Path
         commits, fill_committed = record_commits(sink.publisher.outbox.writer, committed)
     sink.publisher.wait_connected(10)
     stage = FaceStages(events_config(False), sink)
+    due_times, per_frame, elapsed = run_paced(stage, work, args.fps * args.cameras)
     handed: dict[float, float] = {}  # frame_time -> when the frame was due (a late stage adds to latency)
-    per_frame: list[float] = []
-    period = 1.0 / (args.fps * args.cameras)
-    started = time.monotonic()
-    for i, frame in enumerate(work):
-        due = started + i * period
-        now = time.monotonic()
-        if now < due:
-            time.sleep(due - now)
-        t0 = time.monotonic()
-        handed.setdefault(round(frame.capture_time, 6), due)  # when the frame was there to be handled
-        stage.handle(frame)
-        per_frame.append(time.monotonic() - t0)
-    elapsed = time.monotonic() - started
+    for frame, due in zip(work, due_times, strict=True):
+        handed.setdefault(round(frame.capture_time, 6), due)
     stage.close()
     deadline = time.monotonic() + 60
     while sink.publisher.outbox_pending and time.monotonic() < deadline:
