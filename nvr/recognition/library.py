@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from nvr.recognition.names import (
     name_key,
     slugify,
 )
-from nvr.recognition.schema import SCHEMA_VERSION, LibraryError, open_library, transaction
+from nvr.recognition.schema import SCHEMA_VERSION, LibraryError, LibraryFile
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -84,37 +82,12 @@ class ModelInfo:
 FloatMatrix = npt.NDArray[np.float32]
 
 
-class FaceLibrary:
+class FaceLibrary(LibraryFile):
     """One face library file. Thread-safe (one connection behind a lock); use as a context manager or
     `close()` it. `create=False` refuses a file that does not exist instead of making an empty library."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
-        self.path = Path(path).expanduser()
-        self._lock = threading.Lock()
-        self._db = open_library(self.path, create=create)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> FaceLibrary:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _locked(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.DatabaseError as exc:
-                raise LibraryError(f"{self.path}: face library error ({exc})") from None
-
-    @contextmanager
-    def _change(self) -> Iterator[sqlite3.Connection]:
-        with self._locked(), transaction(self._db) as db:
-            yield db
+        super().__init__(path, create=create)
 
     # --- reading ---------------------------------------------------------------------------------------
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from nvr.errors import ExitCode, NvrError
 
@@ -146,3 +148,37 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
                     db.execute(statement)
             version += 1
             db.execute(f"PRAGMA user_version = {version}")
+
+
+class LibraryFile:
+    """One connection to a face library file behind a lock (thread-safe), opened with `open_library`'s
+    checks; a context manager. The face library and the stranger store are both built on it."""
+
+    def __init__(self, path: str | Path, *, create: bool) -> None:
+        self.path = Path(path).expanduser()
+        self._lock = threading.Lock()
+        self._db = open_library(self.path, create=create)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.DatabaseError as exc:
+                raise LibraryError(f"{self.path}: face library error ({exc})") from None
+
+    @contextmanager
+    def _change(self) -> Iterator[sqlite3.Connection]:
+        """One change: the lock, and one transaction."""
+        with self._locked(), transaction(self._db) as db:
+            yield db

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import numpy as np
 
 from nvr.contracts.arrays import FloatArray
 from nvr.recognition.library import FaceLibrary, LibraryError, Person, PersonError
-from nvr.recognition.schema import open_library, transaction
+from nvr.recognition.schema import LibraryFile, transaction
 
 GROUP_PREFIX = "unknown_"
 MAX_FACES_PER_GROUP = 20  # crops kept per group (the oldest go first); sightings are still counted
@@ -81,46 +78,23 @@ def parse_group_name(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class StrangerStore:
+class StrangerStore(LibraryFile):
     """The stranger tables of one face library file. Thread-safe (one connection behind a lock)."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
         """`busy_timeout`: how long a write waits for another process's write (the daemon waits little: it
         records strangers on the frame path and publishes the event without a group rather than stall)."""
-        self.path = Path(path).expanduser()
-        self._lock = threading.Lock()
         # The library's own opening: a missing, foreign, damaged or newer file is refused the same way.
-        self._db = open_library(self.path, create=False)
+        super().__init__(path, create=False)
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            with self._write() as db:
+            with transaction(self._db) as db:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise LibraryError(f"{self.path}: cannot keep stranger groups in this file ({exc})") from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> StrangerStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db)
-
-    @contextmanager
-    def _locked(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.DatabaseError as exc:
-                raise LibraryError(f"{self.path}: face library error ({exc})") from None
 
     # --- reading -----------------------------------------------------------------------------------------
 
@@ -187,7 +161,7 @@ class StrangerStore:
     ) -> StrangerGroup:
         """Record an unknown face: it joins the group of its most similar earlier face, or starts one."""
         vector = np.ascontiguousarray(embedding, np.float32).reshape(-1)
-        with self._locked(), self._write() as db:
+        with self._change() as db:
             vectors, owners = self._vectors(db, model_id)
             group_id: int | None = None
             if len(owners) and vectors.shape[1] == vector.size:
@@ -230,7 +204,7 @@ class StrangerStore:
     def remove(self, group: StrangerGroup | str) -> None:
         """Forget a group: its crops and embeddings are deleted."""
         target = self.require_group(group) if isinstance(group, str) else group
-        with self._locked(), self._write() as db:
+        with self._change() as db:
             db.execute("DELETE FROM stranger_groups WHERE id = ?", (target.id,))
 
     def merge(self, source: StrangerGroup | str, target: StrangerGroup | str) -> StrangerGroup:
@@ -240,7 +214,7 @@ class StrangerStore:
         if src.id == dst.id:
             raise PersonError(f"{src.name}: cannot merge a group into itself")
         cameras = ",".join(sorted({*src.cameras, *dst.cameras}))
-        with self._locked(), self._write() as db:
+        with self._change() as db:
             db.execute("UPDATE stranger_faces SET group_id = ? WHERE group_id = ?", (dst.id, src.id))
             db.execute(
                 "UPDATE stranger_groups SET sightings = sightings + ?, cameras = ?, "
