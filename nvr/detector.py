@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nvr.backends import PluginConfig, open_engine, plugin
-from nvr.backends.base import InferenceBackend, InferenceEngine, OutputShape
+from nvr.backends.base import InferenceBackend, InferenceEngine, OpenedEngine, OutputShape
 from nvr.contracts.arrays import RgbImage
 from nvr.contracts.faces import Detections
 from nvr.contracts.imaging import letterbox_into
@@ -94,10 +94,7 @@ def open_detector(
         config = _config(chosen.backend, configs)
         opened = runner.open_backend(chosen.path, config, _input_size(chosen, input_width, input_height))
         try:
-            family = _family(chosen, opened.output_shapes)
-            opened.set_normalisation(family.input.mean, family.input.std)
-            width, height = opened.input_width, opened.input_height
-            post = family.postprocessor(width, height, opened.output_shapes, score_threshold)
+            post = _postprocessor(chosen, opened, score_threshold)
         except BaseException:
             opened.close()
             raise
@@ -118,16 +115,14 @@ def open_detection_model(
         config = _config(chosen.backend, configs)
         opened = open_engine(chosen.backend, chosen.path, config, _input_size(chosen, input_size, input_size))
         try:
-            family = _family(chosen, opened.output_shapes)
-            opened.set_normalisation(family.input.mean, family.input.std)
-            width, height = opened.input_width, opened.input_height
-            post = family.postprocessor(width, height, opened.output_shapes, score_threshold)
+            post = _postprocessor(chosen, opened, score_threshold)
         except BaseException:
             opened.engine.close()
             raise
         return DetectionModel(
-            opened.engine, post, opened.name, width, height, opened.max_in_flight, chosen.path
-        )
+            opened.engine, post, opened.name, opened.input_width, opened.input_height, opened.max_in_flight,
+            chosen.path,
+        )  # fmt: skip
 
     return open_with_fallback(model, open_one)
 
@@ -150,6 +145,17 @@ def _input_size(model: ResolvedModel, width: int, height: int) -> tuple[int, int
         if fixed is not None:
             return fixed
     return width, height
+
+
+def _postprocessor(
+    model: ResolvedModel, opened: InferenceBackend | OpenedEngine, score_threshold: float
+) -> Postprocessor:
+    """The model's family (named, or recognised from the outputs) sets the opened model's input
+    normalisation and makes its postprocessor."""
+    family = _family(model, opened.output_shapes)
+    opened.set_normalisation(family.input.mean, family.input.std)
+    width, height = opened.input_width, opened.input_height
+    return family.postprocessor(width, height, opened.output_shapes, score_threshold)
 
 
 def _family(model: ResolvedModel, output_shapes: Sequence[OutputShape]) -> DetectorFamily:

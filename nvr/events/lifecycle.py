@@ -155,16 +155,21 @@ class CameraEvents:
             landmarks=tuple((p[0], p[1]) for p in detections.landmarks[index].tolist()),
             landmark_names=detections.landmark_names,
         )
-        crop = None
-        if with_crop and frame.snapshot is not None:
-            crop = self._snapshots.capture(
-                frame.snapshot,
-                frame.snapshot_scale,
-                detections.boxes[index],
-                detections.landmarks[index],
-                detections.landmark_names,
-            )
+        crop = self._crop(frame, index) if with_crop else None
         return _Sighting(face, crop, frame.frame_size, track.first_seen, track.hits)
+
+    def _crop(self, frame: FrameResult, index: int) -> FaceCrop | None:
+        """The face's pixels (with a margin) from the frame's snapshot image, which is only valid now."""
+        if frame.snapshot is None:
+            return None
+        detections = frame.detections
+        return self._snapshots.capture(
+            frame.snapshot,
+            frame.snapshot_scale,
+            detections.boxes[index],
+            detections.landmarks[index],
+            detections.landmark_names,
+        )
 
     def _observe(self, frame: FrameResult, track: TrackedFace, identity: Identity | None) -> FaceEvent | None:
         event = self._open.get(track.track_id)
@@ -178,7 +183,7 @@ class CameraEvents:
         quality = face_quality(sighting.face)
         if quality > event.best_quality:
             event.best, event.best_quality = sighting.face, quality
-            crop = self._sight(frame, track).crop
+            crop = self._crop(frame, track.index)
             if crop is not None:
                 event.best_crop, event.crop_published = crop, False
         self._sighting(event, frame.capture_time)
