@@ -12,6 +12,7 @@ broker and prints `connected`; with --wait-go it produces only after SIGUSR1.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import queue
 import signal
@@ -26,6 +27,7 @@ from nvr.events.payload import EventType, FaceEvent, FaceObservation
 from nvr.logsetup import configure_logging
 from nvr.mqtt.config import MqttConfig
 from nvr.mqtt.sink import MqttSink
+from nvr.wakeup import Wakeup
 
 EPOCH = 1_763_683_200.0
 EVENTS_PER_FACE = 5  # new, 3 updates, end
@@ -74,7 +76,8 @@ def main() -> int:
     # could interleave with the `produced N` lines the tests read.
     configure_logging("info", "console", sys.stderr)
     config = MqttConfig.model_validate(json.loads(args.config.read_text()))
-    stop, go = threading.Event(), threading.Event()
+    faulthandler.enable()  # a hung child's SIGABRT (from `terminate`) prints every thread's stack
+    stop, go = Wakeup(), Wakeup()  # set by signal handlers, where a threading.Event can deadlock
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGUSR1, lambda *_: go.set())
     sink = MqttSink(config, cameras=args.camera)
@@ -149,7 +152,13 @@ class ChildProcess:
 
     def terminate(self, timeout: float = 15.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler: the stacks of the hung threads
+            self.proc.wait(10)
+            stacks = self.stderr_text()
+            raise AssertionError(f"child still running {timeout} s after SIGTERM:\n{stacks}") from None
         self._stderr.close()
         return code
 

@@ -9,7 +9,6 @@ decoder per enabled camera, spawned (never forked).
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -33,6 +32,7 @@ from nvr.detection.pipeline import DetectionPipeline, per_camera_limit
 from nvr.errors import ExitCode
 from nvr.logsetup import configure_logging, set_level
 from nvr.metrics import MetricsServer
+from nvr.wakeup import Wakeup
 
 # Sections a reload does not apply (a warning says so); the rest, and cameras[], apply at once.
 RESTART_SECTIONS = (
@@ -54,7 +54,7 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self._watch = FileWatcher(config_path) if watch_file else None
-        self._wake = threading.Event()
+        self._wake = Wakeup()  # set by signal handlers: threading.Event would deadlock there
         self._stop_requested: str | None = None
         self._reload_requested = False
         self._notifier = SystemdNotifier()

@@ -1,0 +1,43 @@
+"""A wake-up flag that a signal handler may set.
+
+`threading.Event.set()` takes the event's (non-reentrant) lock. A Python signal handler runs in the main
+thread between two bytecodes, so when the main thread is itself inside `Event.wait()` holding that lock,
+the handler's `set()` waits for a lock its own thread holds: the process hangs and never stops on SIGTERM.
+Here `set()` is one non-blocking write to a pipe and `wait()` a select on it; no lock is involved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+
+
+class Wakeup:
+    """`set`/`wait`/`clear` like a `threading.Event`, safe from signal handlers and from any thread."""
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full of earlier wake-ups: set already
+            os.write(self._write_fd, b"\0")
+
+    def is_set(self) -> bool:
+        return self.wait(0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set (until `clear`), False after `timeout` seconds."""
+        ready, _, _ = select.select([self._read_fd], [], [], timeout)
+        return bool(ready)
+
+    def clear(self) -> None:
+        try:
+            while os.read(self._read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass  # drained
+
+    def close(self) -> None:
+        os.close(self._read_fd)
+        os.close(self._write_fd)

@@ -1,0 +1,70 @@
+"""The daemon's wake-up flag is set from signal handlers: a burst of signals while the main thread waits on
+and clears it never blocks that thread (threading.Event does, within a second or so here)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import PROJECT_ROOT
+
+from nvr.wakeup import Wakeup
+
+# The main thread does nothing but wait on and clear the flag, so the signals keep landing inside those calls.
+WAITER = """
+import signal, sys, time
+from nvr.wakeup import Wakeup
+flag = Wakeup()
+handled = 0
+def on_signal(*_):
+    global handled
+    handled += 1
+    flag.set()
+signal.signal(signal.SIGUSR1, on_signal)
+print("ready", flush=True)
+until = time.monotonic() + float(sys.argv[1])
+woken = 0
+while time.monotonic() < until:
+    woken += flag.wait(0.00001)
+    flag.clear()
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the burst may outlast us: it must not kill the exit
+print(handled, woken, flush=True)
+"""
+
+
+def test_set_wait_clear() -> None:
+    flag = Wakeup()
+    assert not flag.wait(0.01) and not flag.is_set()
+    for _ in range(100_000):  # more than a pipe holds: set() never blocks, it stays set
+        flag.set()
+    assert flag.wait(0) and flag.is_set()
+    flag.clear()
+    assert not flag.is_set()
+    flag.close()
+
+
+def test_a_signal_burst_never_blocks_the_waiting_thread() -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", WAITER, "3"], stdout=subprocess.PIPE, text=True, env=env
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    sent = 0
+    while child.poll() is None and sent < 50_000:
+        try:
+            os.kill(child.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(0.0001)
+    try:
+        out, _ = child.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        raise AssertionError(f"the waiting thread hung after {sent} signals") from None
+    assert child.returncode == 0
+    handled, woken = map(int, out.split())
+    assert handled > 1000 and woken > 0, (sent, handled, woken)
