@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mosquitto import Mosquitto, Subscriber, client_config, make_tls_files
+from mosquitto import Mosquitto, Subscriber, client_config
 from mqtt_child import synthetic_event
+from pki import make_tls_files
 from structlog.testing import capture_logs
 
 from nvr.errors import ConfigError, ExitCode, NetworkError

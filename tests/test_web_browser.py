@@ -1,12 +1,14 @@
 """The web UI in a real headless Chromium (Debian's `chromium` + `chromedriver`, offline) against a real
-`nvr run` on the video with recognition on: log in, the Recent list fills, a stranger group appears, naming
-it makes that face's next event carry the name, uploads show one message per photo, a name full of HTML
-stays text, and a phone-sized screen works. One daemon and one browser for the whole module."""
+`nvr run` on the video with recognition on, served over HTTPS (`web.tls`, a test CA): log in, the Recent
+list fills, a stranger group appears, naming it makes that face's next event carry the name, uploads show
+one message per photo, a name full of HTML stays text, and a phone-sized screen works. One daemon and one
+browser for the whole module."""
 
 from __future__ import annotations
 
 import io
 import shutil
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ import pytest
 from conftest import asset_path
 from nvr_daemon import NvrDaemon
 from PIL import Image
+from pki import make_tls_files
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -42,13 +45,13 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 
 
-def start_chromium(profile: Path) -> WebDriver:
+def start_chromium(profile: Path, *extra_flags: str) -> WebDriver:
     for tool in (CHROMIUM, CHROMEDRIVER):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: scripts/setup.sh --dev installs chromium and chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"):
+    for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}", "--window-size=1280,900"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -83,6 +86,7 @@ class Ui:
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     tmp = tmp_path_factory.mktemp("web-browser")
     (tmp / "password").write_text(PASSWORD + "\n")
+    pki = make_tls_files(tmp / "pki")
     config = {
         "instance": f"web{uuid.uuid4().hex[:8]}",
         "state_dir": str(tmp / "state"),
@@ -94,15 +98,20 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
             "enabled": True, "embedder": str(asset_path(EMBEDDER)), "stranger_after_embeddings": 3,
         },
         "metrics": {"port": 0},
-        "web": {"port": 0, "password_file": str(tmp / "password")},
+        "web": {
+            "port": 0, "password_file": str(tmp / "password"),
+            "tls": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)},
+        },
     }  # fmt: skip
     daemon = NvrDaemon(tmp / "daemon", config)
     driver: WebDriver | None = None
     try:
         url = daemon.wait_for_event("web UI listening", 60)["url"]
         daemon.wait_for_event("recognition on", 60)
-        driver = start_chromium(tmp / "chromium-profile")
-        api = Client(url)
+        assert url.startswith("https://")
+        # The test CA is not in Chromium's store; the Secure cookie and the live stream still have to work.
+        driver = start_chromium(tmp / "chromium-profile", "--ignore-certificate-errors")
+        api = Client(url, tls=ssl.create_default_context(cafile=pki.ca_cert))
         api.login()
         yield Ui(driver, url, daemon, api)
     finally:

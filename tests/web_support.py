@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -73,6 +74,7 @@ class Client:
     """HTTP to the server under test; keeps the session cookie like a browser would."""
 
     base: str
+    tls: ssl.SSLContext | None = None  # for an https:// base: what to trust
     cookies: dict[str, str] = field(default_factory=dict)
     csrf: str | None = None
 
@@ -81,7 +83,11 @@ class Client:
         *, cookies: bool = True,
     ) -> Response:  # fmt: skip
         host = self.base.split("//", 1)[1]
-        connection = http.client.HTTPConnection(host, timeout=30)
+        connection = (
+            http.client.HTTPSConnection(host, timeout=30, context=self.tls)
+            if self.base.startswith("https:")
+            else http.client.HTTPConnection(host, timeout=30)
+        )
         sent = dict(headers or {})
         if cookies and self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())

@@ -8,6 +8,7 @@ of people in a home.
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +31,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class WebTlsConfig(BaseModel):
+    """HTTPS for the UI: the password and the faces then never cross the network in clear."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_file: Path = Field(description="the server certificate (PEM), with its chain after it")
+    key_file: Path = Field(description="its private key (PEM, unencrypted)")
+
+
 class WebConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,6 +58,7 @@ class WebConfig(BaseModel):
     max_upload_mb: float = Field(default=10.0, gt=0.0, le=200.0, description="largest upload request")
     max_upload_files: int = Field(default=20, ge=1, le=200, description="photos per upload request")
     recent_events: int = Field(default=2000, ge=10, le=100_000, description="events kept in memory")
+    tls: WebTlsConfig | None = Field(default=None, description="serve HTTPS with this certificate")
 
     @model_validator(mode="after")
     def _needs_password_off_loopback(self) -> WebConfig:
@@ -88,3 +99,30 @@ def _long_enough(secret: str, what: str) -> str:
     if len(secret) < MIN_PASSWORD_LENGTH:
         raise ConfigError(f"{what}: the password must have at least {MIN_PASSWORD_LENGTH} characters")
     return secret
+
+
+def server_tls_context(tls: WebTlsConfig) -> ssl.SSLContext:
+    """The HTTPS context (TLS 1.2 or later); raises ConfigError (exit 3, one line naming the file) when the
+    certificate or key cannot be read or do not belong together."""
+    for path, what, marker in (
+        (tls.cert_file, "web.tls.cert_file", "-----BEGIN CERTIFICATE-----"),
+        (tls.key_file, "web.tls.key_file", "PRIVATE KEY-----"),
+    ):
+        try:
+            text = path.read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+        if marker not in text:
+            raise ConfigError(f"{what} {path}: not a PEM file (no {marker.strip('-')} block)")
+        if "ENCRYPTED" in text and what.endswith("key_file"):
+            raise ConfigError(f"{what} {path}: the key is encrypted; the daemon needs it without passphrase")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        raise ConfigError(
+            f"web.tls: {tls.cert_file} and {tls.key_file} do not load as a certificate and its key ({reason})"
+        ) from None
+    return context

@@ -8,6 +8,8 @@ data loaded at start, snapshots are looked up by a validated event id).
 from __future__ import annotations
 
 import re
+import ssl
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import structlog
 
 from nvr.errors import ConfigError
 from nvr.web.auth import CSRF_HEADER, SESSION_COOKIE, Authenticator, Caller
-from nvr.web.config import WebConfig
+from nvr.web.config import WebConfig, is_loopback, server_tls_context
 from nvr.web.http import SECURITY_HEADERS, HttpError, Reply, Request, json_reply, parse_cookies, parse_query
 
 log = structlog.get_logger("nvr.web")
@@ -51,6 +53,20 @@ class Exchange(BaseHTTPRequestHandler):
     body_read = False
 
 
+class HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away, stalls past the timeout or fails the TLS handshake is routine: one debug
+        # line, not socketserver's traceback on stderr. Anything else is a bug and logged as one.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            reason = f"{type(error).__name__}: {error}"
+            log.debug("web connection ended", client=client_address[0], error=reason)
+        else:
+            log.exception("web connection failed", client=client_address[0])
+
+
 def load_static() -> dict[str, bytes]:
     """Every file shipped in nvr/web/static, read once: the only files the server ever serves."""
     folder = resources.files("nvr.web") / "static"
@@ -76,6 +92,13 @@ class WebServer:
             server_version = "nvr"
             sys_version = ""
 
+            def handle(self) -> None:
+                if isinstance(self.connection, ssl.SSLSocket):
+                    # Here, in the connection's own thread and under its timeout, not in accept(): a slow
+                    # or silent client cannot hold up everyone else's connections.
+                    self.connection.do_handshake()
+                super().handle()
+
             def do_GET(self) -> None:
                 server_self._handle(self)
 
@@ -88,13 +111,17 @@ class WebServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        tls = server_tls_context(config.tls) if config.tls is not None else None
         try:
-            self._server = ThreadingHTTPServer((config.host, config.port), RequestHandler)
+            self._server = HttpServer((config.host, config.port), RequestHandler)
         except OSError as exc:
             raise ConfigError(
                 f"web: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
             ) from None
-        self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(target=self._server.serve_forever, name="web-http", daemon=True)
 
     @property
@@ -105,11 +132,17 @@ class WebServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        scheme = "https" if self.config.tls is not None else "http"
+        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
 
     def start(self) -> None:
         self._thread.start()
         log.info("web UI listening", url=self.url, password=self.auth.needs_password)
+        if self.config.tls is None and not is_loopback(self.config.host):
+            log.warning(
+                "web UI without TLS: the password and the faces cross the network in clear",
+                hint="set web.tls (cert_file, key_file) or put a TLS proxy in front",
+            )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -276,9 +309,9 @@ class WebServer:
         cookie = self._cookie(session.token, self.config.session_hours * 3600)
         return Reply(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
 
-    @staticmethod
-    def _cookie(token: str, max_age: float) -> str:
-        return f"{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={int(max_age)}"
+    def _cookie(self, token: str, max_age: float) -> str:
+        secure = "; Secure" if self.config.tls is not None else ""  # never sent back over plain HTTP
+        return f"{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={int(max_age)}{secure}"
 
     # -- output -----------------------------------------------------------------------------------------
 
