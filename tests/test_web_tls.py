@@ -82,7 +82,7 @@ def test_bad_certificate_or_key_is_one_line_naming_the_file(tmp_path: Path) -> N
         (WebTlsConfig(cert_file=pki.server_cert, key_file=pki.server_cert),
          f"web.tls.key_file {pki.server_cert}: not a PEM file (no PRIVATE KEY block)"),
         (WebTlsConfig(cert_file=pki.server_cert, key_file=encrypted),
-         f"web.tls.key_file {encrypted}: the key is encrypted; the daemon needs it without passphrase"),
+         f"web.tls.key_file {encrypted}: an encrypted key; the daemon needs one without a passphrase"),
     ]  # fmt: skip
     for tls, message in cases:
         with pytest.raises(ConfigError) as info:

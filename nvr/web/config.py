@@ -115,7 +115,7 @@ def server_tls_context(tls: WebTlsConfig) -> ssl.SSLContext:
         if marker not in text:
             raise ConfigError(f"{what} {path}: not a PEM file (no {marker.strip('-')} block)")
         if "ENCRYPTED" in text and what.endswith("key_file"):
-            raise ConfigError(f"{what} {path}: the key is encrypted; the daemon needs it without passphrase")
+            raise ConfigError(f"{what} {path}: an encrypted key; the daemon needs one without a passphrase")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
