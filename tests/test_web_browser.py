@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import signal
 import ssl
 import time
 import uuid
@@ -20,7 +21,7 @@ import pytest
 from conftest import asset_path
 from nvr_daemon import NvrDaemon
 from PIL import Image
-from pki import make_tls_files
+from pki import TlsFiles, make_tls_files
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -72,8 +73,8 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class Ui:
-    def __init__(self, driver: WebDriver, url: str, daemon: NvrDaemon, api: Client) -> None:
-        self.driver, self.url, self.daemon, self.api = driver, url, daemon, api
+    def __init__(self, driver: WebDriver, url: str, daemon: NvrDaemon, api: Client, pki: TlsFiles) -> None:
+        self.driver, self.url, self.daemon, self.api, self.pki = driver, url, daemon, api, pki
 
     def go(self, page: str) -> None:
         self.driver.get(f"{self.url}/#{page}")
@@ -113,7 +114,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         driver = start_chromium(tmp / "chromium-profile", "--ignore-certificate-errors")
         api = Client(url, tls=ssl.create_default_context(cafile=pki.ca_cert))
         api.login()
-        yield Ui(driver, url, daemon, api)
+        yield Ui(driver, url, daemon, api, pki)
     finally:
         if driver is not None:
             driver.quit()
@@ -266,3 +267,17 @@ def test_phone_sized_screen(ui: Ui) -> None:
         assert "hall" in text and "up" in text and "onnx" in text
     finally:
         ui.driver.set_window_size(1280, 900)
+
+
+def test_sighup_serves_a_renewed_certificate(ui: Ui, tmp_path: Path) -> None:
+    """What certbot's `--deploy-hook "systemctl reload nvr"` does; the page keeps working across it."""
+    renewed = make_tls_files(tmp_path / "renewed", common_name="renewed CA")
+    shutil.copyfile(renewed.server_cert, ui.pki.server_cert)
+    shutil.copyfile(renewed.server_key, ui.pki.server_key)
+    since = ui.daemon.mark()
+    ui.daemon.signal(signal.SIGHUP)
+    ui.daemon.wait_for_event("web certificate reloaded", 30, since=since)
+    api = Client(ui.url, tls=ssl.create_default_context(cafile=renewed.ca_cert))
+    assert api.login().status == 303 and api.get("/api/events").status == 200
+    ui.go("status")
+    wait_until(lambda: "hall" in ui.driver.find_element(By.ID, "status").text, 20, "the status page")

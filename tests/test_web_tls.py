@@ -4,6 +4,7 @@ the file."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
 import subprocess
@@ -55,6 +56,33 @@ def test_https_login_api_and_stalled_or_plain_clients(tmp_path: Path) -> None:
             Client(server.url, tls=ssl.create_default_context(cafile=stranger.ca_cert)).get("/login")
         assert browser.get("/api/events").status == 200
         silent.close()
+
+
+def install(pki: TlsFiles, cert_file: Path, key_file: Path) -> None:
+    """What a renewal does: new files at the configured paths."""
+    shutil.copyfile(pki.server_cert, cert_file)
+    shutil.copyfile(pki.server_key, key_file)
+
+
+def test_a_renewed_certificate_is_served_after_a_reload(tmp_path: Path) -> None:
+    first, renewed = make_tls_files(tmp_path / "first"), make_tls_files(tmp_path / "renewed", "renewed CA")
+    cert_file, key_file = tmp_path / "web.crt", tmp_path / "web.key"
+    install(first, cert_file, key_file)
+    with web_server(tmp_path, tls={"cert_file": cert_file, "key_file": key_file}) as (server, _, _):
+        trusts_first = Client(server.url, tls=ssl.create_default_context(cafile=first.ca_cert))
+        trusts_renewed = Client(server.url, tls=ssl.create_default_context(cafile=renewed.ca_cert))
+        assert trusts_first.get("/login").status == 200
+        install(renewed, cert_file, key_file)
+        assert trusts_first.get("/login").status == 200  # read at start; nothing changes until a reload
+        server.reload_certificate()
+        assert trusts_renewed.get("/login").status == 200
+        with pytest.raises(ssl.SSLCertVerificationError):
+            trusts_first.get("/login")
+        # A reload that finds a broken file (a renewal half written) keeps serving the last good one.
+        key_file.write_text("-----BEGIN PRIVATE KEY-----\ntruncated\n")
+        with pytest.raises(ConfigError, match="do not load"):
+            server.reload_certificate()
+        assert trusts_renewed.get("/login").status == 200
 
 
 def test_plain_http_off_loopback_is_warned_about(tmp_path: Path) -> None:

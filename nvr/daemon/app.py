@@ -188,6 +188,8 @@ class Daemon:
         self._notifier.reloading()
         if self._watch is not None:
             self._watch.mark_seen()
+        if self._web is not None:
+            self._web.reload_certificate()  # a renewal hook's `systemctl reload`, whatever the file says
         try:
             config = load_config(self.config_path)
         except ConfigFileError as exc:

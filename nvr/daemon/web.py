@@ -16,6 +16,7 @@ import structlog
 from nvr.config import NvrConfig
 from nvr.daemon.events import EventOutput, state_dir
 from nvr.daemon.stats import DaemonStats
+from nvr.errors import ConfigError
 from nvr.recognition.library import FaceLibrary, LibraryError
 from nvr.recognition.strangers import StrangerStore
 from nvr.web.app import create_web_server
@@ -74,6 +75,18 @@ class DaemonWeb:
     def start(self, stats: DaemonStats, events: EventOutput, backend: str) -> None:
         self._stats, self._events, self._backend = stats, events, backend
         self.server.start()
+
+    def reload_certificate(self) -> None:
+        """On every reload: a renewed `web.tls` certificate is served from the next connection on; one that
+        cannot be loaded is logged and the previous one kept."""
+        tls = self.server.config.tls
+        if tls is None:
+            return
+        try:
+            self.server.reload_certificate()
+            log.info("web certificate reloaded", cert_file=str(tls.cert_file))
+        except ConfigError as exc:
+            log.error("web certificate not reloaded; serving the previous one", problem=exc.message)
 
     def stop(self) -> None:
         self.server.stop()

@@ -55,6 +55,9 @@ class Exchange(BaseHTTPRequestHandler):
 
 class HttpServer(ThreadingHTTPServer):
     daemon_threads = True
+    # HTTPS: each new connection takes the context current when it starts; a certificate reload swaps the
+    # whole context (never modified in place: a half-loaded one would break every handshake).
+    tls: ssl.SSLContext | None = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that goes away, stalls past the timeout or fails the TLS handshake is routine: one debug
@@ -92,12 +95,27 @@ class WebServer:
             server_version = "nvr"
             sys_version = ""
 
+            def setup(self) -> None:
+                tls = server_self._server.tls
+                if tls is not None:
+                    self.request = tls.wrap_socket(
+                        self.request, server_side=True, do_handshake_on_connect=False
+                    )
+                super().setup()  # the connection's timeout, its files
+
             def handle(self) -> None:
                 if isinstance(self.connection, ssl.SSLSocket):
                     # Here, in the connection's own thread and under its timeout, not in accept(): a slow
                     # or silent client cannot hold up everyone else's connections.
                     self.connection.do_handshake()
                 super().handle()
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    if isinstance(self.connection, ssl.SSLSocket):
+                        self.connection.close()  # the server closes only the plain socket it accepted
 
             def do_GET(self) -> None:
                 server_self._handle(self)
@@ -118,10 +136,7 @@ class WebServer:
             raise ConfigError(
                 f"web: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
             ) from None
-        if tls is not None:
-            self._server.socket = tls.wrap_socket(
-                self._server.socket, server_side=True, do_handshake_on_connect=False
-            )
+        self._server.tls = tls
         self._thread = threading.Thread(target=self._server.serve_forever, name="web-http", daemon=True)
 
     @property
@@ -143,6 +158,12 @@ class WebServer:
                 "web UI without TLS: the password and the faces cross the network in clear",
                 hint="set web.tls (cert_file, key_file) or put a TLS proxy in front",
             )
+
+    def reload_certificate(self) -> None:
+        """Read `web.tls`'s files again (a renewed certificate) for the connections from now on; raises
+        ConfigError, keeping the previous certificate, when they cannot be read or do not match."""
+        if self.config.tls is not None:
+            self._server.tls = server_tls_context(self.config.tls)
 
     def stop(self) -> None:
         self._stopping.set()
