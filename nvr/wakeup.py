@@ -9,6 +9,7 @@ Here `set()` is one non-blocking write to a pipe and `wait()` a select on it; no
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 
@@ -28,8 +29,11 @@ class Wakeup:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once set (until `clear`), False after `timeout` seconds."""
-        ready, _, _ = select.select([self._read_fd], [], [], timeout)
-        return bool(ready)
+        # poll, not select: select fails on descriptors past 1024, which a busy daemon can reach. One poll
+        # object per call: a shared one refuses two threads waiting at once.
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))))
 
     def clear(self) -> None:
         try:

@@ -4,6 +4,7 @@ and clears it never blocks that thread (threading.Event does, within a second or
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -44,6 +45,23 @@ def test_set_wait_clear() -> None:
     flag.clear()
     assert not flag.is_set()
     flag.close()
+
+
+def test_descriptors_past_1024() -> None:
+    """A daemon with many cameras, sockets and files open can be past select()'s limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        flag = Wakeup()
+        assert not flag.wait(0.01)
+        flag.set()
+        assert flag.wait(1)
+        flag.close()
+    finally:
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_signal_burst_never_blocks_the_waiting_thread() -> None:
