@@ -3,7 +3,12 @@
 `threading.Event.set()` takes the event's (non-reentrant) lock. A Python signal handler runs in the main
 thread between two bytecodes, so when the main thread is itself inside `Event.wait()` holding that lock,
 the handler's `set()` waits for a lock its own thread holds: the process hangs and never stops on SIGTERM.
-Here `set()` is one non-blocking write to a pipe and `wait()` a select on it; no lock is involved.
+Here `set()` is one non-blocking write to a pipe and `wait()` a poll on it; no lock is involved.
+
+The kernel may deliver a process's signal to any of its threads. Python then runs the handler in the main
+thread, but only once that thread next runs Python code: a main thread blocked in `wait()` would sleep on
+(forever, without a timeout). `wake_on_signals` makes the signal itself write to the pipe, from whichever
+thread receives it, so the main thread wakes and its handler runs at once.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import contextlib
 import math
 import os
 import select
+import signal
+import threading
 
 
 class Wakeup:
@@ -23,6 +30,14 @@ class Wakeup:
     def set(self) -> None:
         with contextlib.suppress(BlockingIOError):  # the pipe is full of earlier wake-ups: set already
             os.write(self._write_fd, b"\0")
+
+    def fileno(self) -> int:
+        """Readable while set: for waiting on this flag together with other descriptors."""
+        return self._read_fd
+
+    def wake_on_signals(self) -> None:
+        """Any signal with a Python handler sets this flag, whichever thread gets it. Main thread only."""
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
 
     def is_set(self) -> bool:
         return self.wait(0)
@@ -43,5 +58,9 @@ class Wakeup:
             pass  # drained
 
     def close(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.set_wakeup_fd(-1)
+            if previous not in (-1, self._write_fd):
+                signal.set_wakeup_fd(previous)  # somebody else's: leave it in place
         os.close(self._read_fd)
         os.close(self._write_fd)

@@ -34,7 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from nvr.assets import assets_dir  # noqa: E402
-from nvr.capture import Backoff, CameraSpec, CaptureProcess, CaptureState, capture_context  # noqa: E402
+from nvr.capture import Backoff, CameraSpec, CaptureProcess, CaptureState, FrameFeed  # noqa: E402
 from nvr.contracts.frameslots import RingLayout, remove_stale_segments  # noqa: E402
 
 SIZES = {"720p": (1280, 720, "3M"), "1080p": (1920, 1080, "6M")}
@@ -117,7 +117,7 @@ def run_nvr(url: str, size: str, layout: RingLayout) -> tuple[float, int, int, i
     """CPU seconds of our decoder process over one pass of the stream; frames decoded, written, skipped."""
     instance = "bench"
     remove_stale_segments(instance)  # left by a bench that was killed
-    frames = capture_context().Queue()
+    frames = FrameFeed()
     # A long backoff: when the server's stream ends, the decoder sits idle while we read its CPU time.
     spec = CameraSpec(f"bench{size}", url, detect_fps=DETECT_FPS, backoff=Backoff(initial=60, cap=60))
     cam = CaptureProcess(spec, layout, frames, instance=instance)
@@ -140,7 +140,7 @@ def run_nvr(url: str, size: str, layout: RingLayout) -> tuple[float, int, int, i
         return used, stats.frames_decoded, stats.frames_written, stats.frames_skipped
     finally:
         cam.stop()
-        frames.cancel_join_thread()
+        frames.close()
 
 
 def bench(size: str, seconds: int, workdir: Path, layout: RingLayout, repeat: int) -> Result:

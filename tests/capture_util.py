@@ -12,8 +12,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from nvr.capture import CameraSpec, CaptureProcess, capture_context
-from nvr.contracts.frameslots import FrameReady, RingLayout, segments
+from nvr.capture import CameraSpec, CaptureProcess, FrameFeed
+from nvr.contracts.frameslots import RingLayout, segments
 from nvr.contracts.geometry import Letterbox
 
 
@@ -34,7 +34,7 @@ class Camera:
     """A started CaptureProcess plus a consumer that reads and releases its frames like the daemon will."""
 
     process: CaptureProcess
-    frames: queue.Queue[FrameReady]
+    frames: FrameFeed
     keep_pixels: bool = False
     hold: float = 0.0  # seconds a frame is held before release: a slow consumer
     received: list[Received] = field(default_factory=list)
@@ -91,7 +91,7 @@ def start_camera(instance: str) -> Iterator[Callable[..., Camera]]:
     started: list[Camera] = []
 
     def start(spec: CameraSpec, layout: RingLayout | None = None, **consumer: object) -> Camera:
-        frames = capture_context().Queue()
+        frames = FrameFeed()
         process = CaptureProcess(spec, layout or RingLayout(), frames, instance=instance)
         camera = Camera(process, frames, **consumer)  # type: ignore[arg-type]
         started.append(camera)

@@ -77,16 +77,30 @@ def main() -> int:
     configure_logging("info", "console", sys.stderr)
     config = MqttConfig.model_validate(json.loads(args.config.read_text()))
     faulthandler.enable()  # a hung child's SIGABRT (from `terminate`) prints every thread's stack
-    stop, go = Wakeup(), Wakeup()  # set by signal handlers, where a threading.Event can deadlock
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGUSR1, lambda *_: go.set())
+    # The daemon's way: handlers only note the signal and set a Wakeup (a threading.Event can deadlock in a
+    # handler), and any signal wakes the main thread, whichever of the client's threads it landed on.
+    received: set[int] = set()
+    wakeup = Wakeup()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.add(signum)
+        wakeup.set()
+
+    def wait_for(signum: int) -> None:
+        while signum not in received:
+            wakeup.wait()
+            wakeup.clear()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGUSR1, on_signal)
+    wakeup.wake_on_signals()
     sink = MqttSink(config, cameras=args.camera)
     if args.wait_connected:
         sink.publisher.wait_connected(10)
         print("connected", flush=True)
     if args.wait_go:
         print("waiting", flush=True)
-        go.wait()
+        wait_for(signal.SIGUSR1)
     for k in range(args.first, args.first + args.count):
         for camera in args.camera:
             sink.publish_event(synthetic_event(camera, k))
@@ -98,7 +112,7 @@ def main() -> int:
     else:
         sink.flush()
         print(f"produced {args.count * len(args.camera)}", flush=True)
-    stop.wait()
+    wait_for(signal.SIGTERM)
     sink.close(timeout=5.0)
     print(f"stopped pending={sink.publisher.outbox_pending}", flush=True)
     return 0

@@ -135,11 +135,11 @@ def test_a_killed_decoder_is_restarted_on_the_same_ring(
 def test_a_killed_daemon_leaves_nothing_after_the_next_start(clips: dict[str, Path], instance: str) -> None:
     daemon = (
         "import sys, time\n"
-        "from nvr.capture import CameraSpec, CaptureProcess, capture_context\n"
+        "from nvr.capture import CameraSpec, CaptureProcess, FrameFeed\n"
         "from nvr.contracts.frameslots import RingLayout\n"
         "if __name__ == '__main__':\n"
         f"    spec = CameraSpec('cam', {str(clips['short'])!r})\n"
-        "    frames = capture_context().Queue()\n"
+        "    frames = FrameFeed()\n"
         f"    cam = CaptureProcess(spec, RingLayout(n_slots=2), frames, instance={instance!r})\n"
         "    cam.start()\n"
         "    while cam.stats().frames_decoded < 3: time.sleep(0.05)\n"

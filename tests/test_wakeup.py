@@ -8,6 +8,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from conftest import PROJECT_ROOT
@@ -86,3 +87,31 @@ def test_a_signal_burst_never_blocks_the_waiting_thread() -> None:
     assert child.returncode == 0
     handled, woken = map(int, out.split())
     assert handled > 1000 and woken > 0, (sent, handled, woken)
+
+
+def test_a_signal_landing_on_another_thread_wakes_the_main_thread() -> None:
+    """The kernel gives a process's signal to any thread; the waiting main thread must still wake at once."""
+    flag = Wakeup()
+    handled: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        handled.append(signum)
+        flag.set()
+
+    def send_from_this_thread() -> None:
+        time.sleep(0.2)  # the main thread is in wait() by then
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)
+
+    previous = signal.signal(signal.SIGUSR2, on_signal)
+    flag.wake_on_signals()
+    sender = threading.Thread(target=send_from_this_thread)
+    try:
+        sender.start()
+        # Without wake_on_signals the main thread sleeps through the signal until this timeout.
+        assert flag.wait(10), "the main thread slept through a signal delivered to another thread"
+        assert handled == [signal.SIGUSR2]
+    finally:
+        sender.join()
+        flag.close()
+        signal.signal(signal.SIGUSR2, previous)
+    assert signal.set_wakeup_fd(-1) == -1  # close() gave the wake-up descriptor back

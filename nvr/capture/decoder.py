@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
-import multiprocessing.queues
+import multiprocessing.connection
 import os
 import random
 import signal
@@ -22,15 +22,16 @@ from typing import Any
 import av
 import structlog
 
+from nvr.capture.feed import FrameNotifier
 from nvr.capture.source import OpenSource, SourceError, describe_error, open_source
 from nvr.capture.spec import CameraSpec
 from nvr.capture.stats import CaptureState, RateMeter, StatsBlock
-from nvr.contracts.frameslots import FrameReady, FrameRing
+from nvr.contracts.frameslots import FrameRing
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.imaging import Resizer
 from nvr.redact import redact_url, register_secrets_of
 
-Notify = Callable[[FrameReady], None]
+Notify = Callable[[int, int], None]  # slot, frame index
 STOP_GRACE = 1.0  # seconds the loop gets to wind down after a stop request before it is abandoned
 
 
@@ -218,7 +219,7 @@ class Decoder:
             model_letterbox=model_lb, snapshot_letterbox=snapshot_lb,
         )  # fmt: skip
         if self._notify is not None:
-            self._notify(FrameReady(self.spec.name, slot, index))
+            self._notify(slot, index)
 
     def _geometry(self, width: int, height: int) -> tuple[Letterbox, Letterbox | None]:
         cached = self._letterboxes
@@ -266,7 +267,7 @@ def run_capture(
     spec: CameraSpec,
     instance: str,
     stats: StatsBlock,
-    frames: multiprocessing.queues.Queue[FrameReady] | None,
+    notices: multiprocessing.connection.Connection | None,
     log_setup: Callable[[], None] | None = None,
 ) -> None:
     """Entry point of a decoder process: attach the ring, handle SIGTERM, run the loop, detach."""
@@ -276,11 +277,8 @@ def run_capture(
     _exit_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
     ring = FrameRing.attach(instance, spec.name)
-    decoder = Decoder(spec, ring, stats, frames.put if frames is not None else None)
+    decoder = Decoder(spec, ring, stats, FrameNotifier(notices) if notices is not None else None)
     signal.signal(signal.SIGTERM, lambda _sig, _frame: decoder.stop())
-    if frames is not None:
-        # Never wait at exit for a consumer to drain the pipe; a lost notification costs nothing.
-        frames.cancel_join_thread()
     # The loop runs in a worker thread so this (main) thread stays free to take SIGTERM at once, even
     # while FFmpeg blocks in a connect or a read for up to its timeout.
     failure: list[BaseException] = []

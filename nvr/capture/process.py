@@ -2,8 +2,7 @@
 
 The daemon's side of capture::
 
-    ctx = capture_context()
-    frames = ctx.Queue()                   # one queue for every camera: FrameReady(camera, slot, index)
+    frames = FrameFeed()                   # every camera's FrameReady(camera, slot, index): nvr.capture.feed
     remove_stale_segments(instance)        # leftovers of a killed run
     cam = CaptureProcess(spec, RingLayout(...), frames, instance=instance)
     cam.start()                            # creates and owns the ring, spawns the decoder
@@ -21,15 +20,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.context
-import multiprocessing.queues
 from collections.abc import Callable
 
 from nvr.capture.decoder import run_capture
+from nvr.capture.feed import FrameFeed
 from nvr.capture.spec import CameraSpec
 from nvr.capture.stats import CaptureState, CaptureStats, StatsBlock
-from nvr.contracts.frameslots import FrameReady, FrameRing, RingLayout
-
-FrameQueue = multiprocessing.queues.Queue  # of FrameReady
+from nvr.contracts.frameslots import FrameRing, RingLayout
 
 
 def capture_context() -> multiprocessing.context.SpawnContext:
@@ -42,7 +39,7 @@ class CaptureProcess:
         self,
         spec: CameraSpec,
         layout: RingLayout,
-        frames: FrameQueue[FrameReady] | None,
+        frames: FrameFeed | None,
         instance: str = "nvr",
         log_setup: Callable[[], None] | None = None,
     ) -> None:
@@ -73,13 +70,19 @@ class CaptureProcess:
         if self._ring is None:
             self._ring = FrameRing.create(self.instance, self.spec.name, self.layout)
         self._stats.state = CaptureState.STARTING
-        self._process = self._ctx.Process(
-            target=run_capture,
-            args=(self.spec, self.instance, self._stats, self._frames, self._log_setup),
-            name=f"nvr-capture-{self.spec.name}",
-            daemon=True,
-        )
-        self._process.start()
+        # A new pipe per start: whatever the previous decoder was doing when it died, nothing of it is shared.
+        notices = self._frames.connect(self.spec.name) if self._frames is not None else None
+        try:
+            self._process = self._ctx.Process(
+                target=run_capture,
+                args=(self.spec, self.instance, self._stats, notices, self._log_setup),
+                name=f"nvr-capture-{self.spec.name}",
+                daemon=True,
+            )
+            self._process.start()
+        finally:
+            if notices is not None:
+                notices.close()  # the decoder has its own copy; the pipe ends when the decoder does
 
     def is_alive(self) -> bool:
         return self._process is not None and self._process.is_alive()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -24,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from nvr.capture.feed import FrameFeed, FrameNotifier
 from nvr.cli import bench_detect, bench_embed
 from nvr.contracts.frameresult import FrameResult
-from nvr.contracts.frameslots import FrameReady, FrameRing, RingLayout
+from nvr.contracts.frameslots import FrameRing, RingLayout
 from nvr.contracts.geometry import Letterbox
 from nvr.contracts.imaging import letterbox_into, load_rgb
 from nvr.errors import ModelError
@@ -172,12 +172,12 @@ class _Camera(threading.Thread):
         ring: FrameRing,
         pipeline: Any,
         sink: _CountingSink,
-        ready: queue.Queue[FrameReady],
+        notify: FrameNotifier,
         *,
         keep_posted: int,
     ) -> None:
         super().__init__(name=f"bench-{name}", daemon=True)
-        self.camera, self.ring, self.pipeline, self.ready = name, ring, pipeline, ready
+        self.camera, self.ring, self.pipeline, self.notify = name, ring, pipeline, notify
         self.sink = sink  # the pipeline's sink: what it has handled
         self.keep_posted = keep_posted
         self.letterbox: Letterbox | None = None
@@ -200,7 +200,7 @@ class _Camera(threading.Thread):
                 slot, index, pts=0.0, wall_time=time.time(), model_letterbox=self.letterbox,
                 snapshot_letterbox=None,
             )  # fmt: skip
-            self.ready.put(FrameReady(self.camera, slot, index))
+            self.notify(slot, index)  # as a decoder does: on its own pipe of the daemon's FrameFeed
             index += 1
 
 
@@ -212,7 +212,7 @@ def _measure(
 
     names = [f"cam{i}" for i in range(len(rings))]
     sink = _CountingSink(warmup, warmup + frames, names)
-    ready: queue.Queue[FrameReady] = queue.Queue()
+    ready = FrameFeed()
     per_camera = per_camera_limit(rings[0].layout.n_slots)
     pipeline = DetectionPipeline(
         model.engine, model.postprocessor, sink, ready,
@@ -222,7 +222,8 @@ def _measure(
     for name, ring in zip(names, rings, strict=True):
         pipeline.attach(name, ring, FaceFilter(THRESHOLD))
         # Frames a camera keeps posted: what the pipeline may have in flight for it, plus its mailbox.
-        cameras.append(_Camera(name, ring, pipeline, sink, ready, keep_posted=per_camera + 1))
+        notify = FrameNotifier(ready.connect(name))
+        cameras.append(_Camera(name, ring, pipeline, sink, notify, keep_posted=per_camera + 1))
     pipeline.start()
     for camera in cameras:
         camera.letterbox = letterbox
@@ -238,7 +239,9 @@ def _measure(
         for camera in cameras:
             camera.stop.set()
             camera.join(5.0)
+            camera.notify.close()
         pipeline.stop()
+        ready.close()
     measured = sink.total - sink.first
     seconds, cpu = end_wall - start_wall, end_cpu - start_cpu
     counters = pipeline.counters.cameras.values()

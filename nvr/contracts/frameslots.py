@@ -14,11 +14,11 @@ Producer (one per ring, the decoder process)::
     slot = ring.begin_write()            # None: every slot still held by the consumer -> skip, count it
     letterbox_into(frame, ring.model_input(slot)); ...
     ring.commit(slot, frame_index, pts=..., wall_time=..., model_letterbox=..., snapshot_letterbox=...)
-    queue.put(FrameReady(camera, slot, frame_index))
+    notify(slot, frame_index)            # the decoder's own pipe (nvr/capture/feed.py)
 
-Consumer (one per ring; the inference stage reads every camera's ring from one queue)::
+Consumer (one per ring; the inference stage reads every camera's ring from one feed)::
 
-    msg = queue.get()                    # FrameReady from any camera, in arrival order
+    msg = feed.get()                     # FrameReady(camera, slot, frame_index), in arrival order
     ring = rings[msg.camera]
     frame = ring.read(msg.slot)          # zero-copy views + header; None if the slot was rewritten
     if frame is not None and frame.frame_index == msg.frame_index:

@@ -12,11 +12,10 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import structlog
 
-from nvr.capture import CaptureState, capture_context
+from nvr.capture import CaptureState, FrameFeed
 from nvr.config import ConfigFileError, NvrConfig, load_config
 from nvr.contracts.frameslots import RingLayout, remove_stale_segments, segments
 from nvr.daemon.cameras import CameraSet
@@ -60,7 +59,7 @@ class Daemon:
         self._notifier = SystemdNotifier()
         self._status = ""
         self._started = time.monotonic()
-        self._ready_queue: Any = None
+        self._ready_queue: FrameFeed | None = None
         self._cameras: CameraSet | None = None
         self._pipeline: DetectionPipeline | None = None
         self._events: EventOutput | None = None
@@ -81,6 +80,7 @@ class Daemon:
     def _install_signals(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        self._wake.wake_on_signals()  # a signal landing on a worker thread still wakes the control loop
 
     # -- lifetime -----------------------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class Daemon:
         self._events = open_event_output(
             config, [c.name for c in config.enabled_cameras], config_dir, hailo_embedder, wrap=recent
         )
-        self._ready_queue = capture_context().Queue()
+        self._ready_queue = FrameFeed()
         capture = config.capture
         pipeline = DetectionPipeline(
             model.engine, model.postprocessor, self._events.stage, self._ready_queue,
@@ -247,7 +247,6 @@ class Daemon:
             self._model.close(timeout=max(0.5, deadline - time.monotonic() - 0.5))
         if self._ready_queue is not None:
             self._ready_queue.close()
-            self._ready_queue.cancel_join_thread()
         left = remove_stale_segments(self.config.instance)
         if left:
             log.warning("removed leftover shared memory", segments=left)

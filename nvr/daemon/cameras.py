@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from nvr.capture import Backoff, CameraSpec, CaptureProcess
-from nvr.capture.process import FrameQueue
+from nvr.capture import Backoff, CameraSpec, CaptureProcess, FrameFeed
 from nvr.capture.stats import CaptureStats
 from nvr.config import CameraConfig
 from nvr.config.models import CaptureConfig
-from nvr.contracts.frameslots import FrameReady, RingLayout
+from nvr.contracts.frameslots import RingLayout
 from nvr.detection.pipeline import DetectionPipeline
 from nvr.detection.zones import FaceFilter
 from nvr.redact import redact_url, register_secrets_of
@@ -84,7 +83,7 @@ class CameraSet:
     def __init__(
         self,
         pipeline: DetectionPipeline,
-        frames: FrameQueue[FrameReady],
+        frames: FrameFeed,
         layout: RingLayout,
         instance: str,
         *,

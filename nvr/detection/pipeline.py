@@ -61,7 +61,7 @@ def per_camera_limit(ring_slots: int) -> int:
 
 
 class ReadyQueue(Protocol):
-    """The queue the decoder processes post `FrameReady` on (a `multiprocessing.Queue`)."""
+    """Where frames are announced (`FrameReady`): the decoders' `nvr.capture.FrameFeed`, or a queue."""
 
     def get(self, block: bool = True, timeout: float | None = None) -> FrameReady: ...
 
