@@ -92,6 +92,8 @@ class FrameFeed:
             raise ValueError("frame feed closed")
         deadline = None if timeout is None or not block else time.monotonic() + timeout
         while not self._pending:
+            if self._closed:
+                raise ValueError("frame feed closed")
             self._take_connected()
             if not block:
                 wait_ms: int | None = 0
@@ -130,7 +132,10 @@ class FrameFeed:
             self._poll.register(fd, _EVENTS)
 
     def _read(self, fd: int) -> None:
-        reader, camera = self._readers[fd]
+        entry = self._readers.get(fd)
+        if entry is None:
+            return  # closed under us (a shutdown that did not wait for this thread)
+        reader, camera = entry
         try:
             data = os.read(fd, _READ_BYTES)
         except OSError:

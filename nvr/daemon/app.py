@@ -245,7 +245,7 @@ class Daemon:
         if self._model is not None:
             # The engine lets its jobs in flight finish (within the budget), then frees the device.
             self._model.close(timeout=max(0.5, deadline - time.monotonic() - 0.5))
-        if self._ready_queue is not None:
+        if self._ready_queue is not None and in_time:  # else the frames thread may still be reading it
             self._ready_queue.close()
         left = remove_stale_segments(self.config.instance)
         if left:
