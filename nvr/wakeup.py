@@ -18,7 +18,6 @@ import math
 import os
 import select
 import signal
-import threading
 
 
 class Wakeup:
@@ -26,6 +25,7 @@ class Wakeup:
 
     def __init__(self) -> None:
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._on_signals = False
 
     def set(self) -> None:
         with contextlib.suppress(BlockingIOError):  # the pipe is full of earlier wake-ups: set already
@@ -38,6 +38,7 @@ class Wakeup:
     def wake_on_signals(self) -> None:
         """Any signal with a Python handler sets this flag, whichever thread gets it. Main thread only."""
         signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._on_signals = True
 
     def is_set(self) -> bool:
         return self.wait(0)
@@ -58,9 +59,9 @@ class Wakeup:
             pass  # drained
 
     def close(self) -> None:
-        if threading.current_thread() is threading.main_thread():
+        if self._on_signals:  # give the signal wake-up back, unless somebody has taken it over since
             previous = signal.set_wakeup_fd(-1)
-            if previous not in (-1, self._write_fd):
-                signal.set_wakeup_fd(previous)  # somebody else's: leave it in place
+            if previous != self._write_fd:
+                signal.set_wakeup_fd(previous)
         os.close(self._read_fd)
         os.close(self._write_fd)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import multiprocessing.connection
 import os
 import queue
@@ -29,7 +30,6 @@ from nvr.wakeup import Wakeup
 
 _RECORD = struct.Struct("<qq")  # slot, frame index; far below PIPE_BUF, so one write is atomic
 _READ_BYTES = _RECORD.size * 256  # whole records: a pipe only ever holds whole ones
-_EVENTS = select.POLLIN | select.POLLHUP | select.POLLERR
 
 Connection = multiprocessing.connection.Connection
 
@@ -88,8 +88,6 @@ class FrameFeed:
         return len(self._readers)
 
     def get(self, block: bool = True, timeout: float | None = None) -> FrameReady:
-        if self._closed:
-            raise ValueError("frame feed closed")
         deadline = None if timeout is None or not block else time.monotonic() + timeout
         while not self._pending:
             if self._closed:
@@ -100,7 +98,7 @@ class FrameFeed:
             elif deadline is None:
                 wait_ms = None
             else:
-                wait_ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+                wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
             events = self._poll.poll(wait_ms)
             for fd, _ in events:
                 if fd == self._changed.fileno():
@@ -129,7 +127,7 @@ class FrameFeed:
         for reader, camera in connected:
             fd = reader.fileno()
             self._readers[fd] = (reader, camera)
-            self._poll.register(fd, _EVENTS)
+            self._poll.register(fd, select.POLLIN)  # an ended pipe reports POLLHUP as well
 
     def _read(self, fd: int) -> None:
         entry = self._readers.get(fd)
