@@ -136,14 +136,16 @@ def test_login_then_recent_faces_fill_in_live(ui: Ui) -> None:
     # Without reloading, new events appear (server-sent events): more cards than when the page was drawn.
     wait_until(lambda: len(ui.all("#events .event")) > max(first, 1), 90, "live face events on the page")
     wait_until(lambda: ui.all("#live.ok"), 10, "the live badge")
+    # Live events redraw the list, so every element is read inside a wait that looks again if it went stale.
     loaded = "#events .event img.snap"
-    image = wait_until(
-        lambda: [i for i in ui.all(loaded) if i.get_attribute("naturalWidth") != "0"],
-        30,
-        "a loaded thumbnail",
-    )[0]
-    assert "/snapshot" in (image.get_attribute("src") or "")
-    assert "hall" in ui.all("#events .event .meta")[0].text
+
+    def loaded_sources() -> list[str]:
+        images = ui.all(loaded)
+        return [(i.get_attribute("src") or "") for i in images if i.get_attribute("naturalWidth") != "0"]
+
+    sources = wait_until(loaded_sources, 30, "a loaded thumbnail")
+    assert "/snapshot" in sources[0]
+    wait_until(lambda: [m for m in ui.all("#events .event .meta")[:1] if "hall" in m.text], 10, "the camera")
 
 
 def lin_group(ui: Ui) -> str | None:
